@@ -1,0 +1,146 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import cors from '@fastify/cors';
+import formbody from '@fastify/formbody';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type RawServerDefault,
+} from 'fastify';
+import { authRoutes } from './auth/auth-routes.js';
+import { OtpService } from './auth/otp-service.js';
+import { normalizePhone } from './auth/phone.js';
+import { type SendLimiter, unlimited } from './auth/send-limiter.js';
+import { SessionService } from './auth/session-service.js';
+import { UserService } from './auth/user-service.js';
+import type { Deps } from './deps.js';
+import { ApiError } from './errors.js';
+import { docsRoutes } from './http/docs-routes.js';
+import { errorHandler } from './http/error-handler.js';
+import { ErrorSchema } from './http/schemas.js';
+import { opsRoutes } from './ops/ops-routes.js';
+import { referralRoutes } from './referrals/referral-routes.js';
+import { ReferralService } from './referrals/referral-service.js';
+
+export const BODY_LIMIT_BYTES = 16 * 1024;
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export type AppOptions = { limiter?: SendLimiter };
+
+export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
+  const { config, logger, clock, random, database, store, sms } = deps;
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    requestIdHeader: 'x-request-id',
+    genReqId: () => random.bytes(8).toString('hex'),
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('user', null);
+  app.decorateRequest('token', null);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request) => {
+    throw new ApiError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`);
+  });
+
+  // An empty JSON body (common from clients that always set Content-Type) means "no body".
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new ApiError('invalid_json', 'The request body is not valid JSON.'), undefined);
+    }
+  });
+  await app.register(formbody, { bodyLimit: BODY_LIMIT_BYTES });
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: config.corsOrigins,
+      allowedHeaders: ['Authorization', 'Content-Type'],
+    });
+  }
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Phone sign-in and referral API',
+        version: '1.0.0',
+        description:
+          'Passwordless sign-in by phone number with one-time codes, and an invite/referral program. ' +
+          'Compatible with the Django Referral System API. Errors are `{ "error", "code" }`.',
+      },
+      components: {
+        securitySchemes: {
+          TokenAuth: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'Authorization',
+            description: '`Token <key>` (or `Bearer <key>`), the key from verify-code',
+          },
+        },
+      },
+      tags: [
+        { name: 'auth', description: 'Sign in and out' },
+        { name: 'profile', description: 'Profile, invite codes and referrals' },
+        { name: 'operations', description: 'Health checks' },
+      ],
+    },
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`),
+    },
+  });
+  app.addSchema(ErrorSchema);
+
+  const phonePolicy = {
+    defaultRegion: config.DEFAULT_PHONE_REGION,
+    allowedRegions: config.allowedRegions,
+  };
+  const testCodes = new Map<string, string>();
+  for (const { phone, code } of config.testPhones) {
+    const normalized = normalizePhone(phone, {
+      defaultRegion: config.DEFAULT_PHONE_REGION,
+      allowedRegions: [],
+    });
+    if (!normalized.ok)
+      throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
+    testCodes.set(normalized.phoneNumber, code);
+  }
+  const otp = new OtpService(store, clock, random, sms, options.limiter ?? unlimited, {
+    secretKey: config.secretKey,
+    length: config.OTP_LENGTH,
+    ttlSeconds: config.OTP_TTL_SECONDS,
+    maxAttempts: config.OTP_MAX_ATTEMPTS,
+    testCodes,
+  });
+  const sessions = new SessionService(database.db, clock, random, config.TOKEN_TTL_DAYS);
+  const users = new UserService(database.db, clock, random);
+  const referrals = new ReferralService(database.db, clock);
+
+  await app.register(opsRoutes, { database, store });
+  await app.register(authRoutes, {
+    otp,
+    users,
+    sessions,
+    referrals,
+    phonePolicy,
+    exposeDevCode: config.NODE_ENV !== 'production',
+  });
+  await app.register(referralRoutes, { referrals, sessions });
+  await app.register(docsRoutes);
+  return app;
+}

@@ -1,0 +1,197 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import Type from 'typebox';
+import { ApiError } from '../errors.js';
+import { errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
+import type { ReferralService } from '../referrals/referral-service.js';
+import { requireUser } from './auth-hook.js';
+import type { OtpService } from './otp-service.js';
+import { normalizePhone, type PhonePolicy } from './phone.js';
+import type { SessionService } from './session-service.js';
+import type { UserService } from './user-service.js';
+
+export type AuthRoutesOptions = {
+  otp: OtpService;
+  users: UserService;
+  sessions: SessionService;
+  referrals: ReferralService;
+  phonePolicy: PhonePolicy;
+  exposeDevCode: boolean;
+};
+
+function phoneOrThrow(input: string, policy: PhonePolicy): string {
+  const result = normalizePhone(input, policy);
+  if (result.ok) return result.phoneNumber;
+  const message =
+    result.reason === 'region_not_allowed'
+      ? 'Phone numbers from this region are not supported.'
+      : 'Enter a valid phone number, e.g. +79991234567.';
+  throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
+}
+
+function tooMany(
+  code: 'rate_limited' | 'too_many_attempts',
+  message: string,
+  seconds: number,
+): ApiError {
+  return new ApiError(code, message, { retry_after: Math.max(1, Math.ceil(seconds)) });
+}
+
+export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
+  const { otp, users, sessions, referrals, phonePolicy, exposeDevCode } = options;
+
+  app.post(
+    '/api/auth/request-code/',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Send a one-time code to a phone number',
+        description:
+          'Sends a code by SMS. The answer is the same for registered and new numbers. `dev_code` is present only outside production.',
+        body: Type.Object({ phone_number: PhoneNumber }),
+        response: {
+          200: Type.Object({
+            success: Type.Literal(true),
+            message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
+            dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
+          }),
+          400: errorRef,
+          429: errorRef,
+          502: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      const phoneNumber = phoneOrThrow(request.body.phone_number, phonePolicy);
+      const result = await otp.issue(phoneNumber, request.ip);
+      if (!result.ok) {
+        if (result.error === 'rate_limited') {
+          throw tooMany(
+            'rate_limited',
+            'Too many codes requested. Try again later.',
+            result.retryAfterSeconds,
+          );
+        }
+        throw new ApiError(
+          'sms_delivery_failed',
+          'The SMS could not be delivered. Try again later.',
+        );
+      }
+      return {
+        success: true as const,
+        message: 'Verification code sent to your phone number.',
+        ...(exposeDevCode ? { dev_code: result.code } : {}),
+      };
+    },
+  );
+
+  app.post(
+    '/api/auth/verify-code/',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Check the code and sign in',
+        description:
+          'Signs in with the code sent to the number, creating the user on the first sign-in. Each sign-in issues a new token.',
+        body: Type.Object({
+          phone_number: PhoneNumber,
+          code: Type.String({ minLength: 1, maxLength: 16, examples: ['1234'] }),
+        }),
+        response: {
+          200: Type.Object({
+            token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
+            is_new_user: Type.Boolean(),
+            user: UserSchema,
+          }),
+          400: errorRef,
+          403: errorRef,
+          429: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      const phoneNumber = phoneOrThrow(request.body.phone_number, phonePolicy);
+      const code = request.body.code.trim();
+      const result = await otp.verify(phoneNumber, code);
+      if (!result.ok) {
+        switch (result.error) {
+          case 'code_expired':
+            throw new ApiError(
+              'code_expired',
+              'No valid code for this number. Request a new code.',
+            );
+          case 'invalid_code':
+            throw new ApiError('invalid_code', 'Invalid verification code.', {
+              attempts_left: result.attemptsLeft,
+            });
+          case 'too_many_attempts':
+            throw tooMany(
+              'too_many_attempts',
+              'Too many wrong codes. Request a new code.',
+              result.retryAfterSeconds,
+            );
+        }
+      }
+      const { user, isNew } = await users.findOrCreate(phoneNumber);
+      if (user.isBlocked) throw new ApiError('forbidden', 'This account is blocked.');
+      const token = await sessions.issue(user.id);
+      const profile = await referrals.getProfile(user.id);
+      if (profile === null) throw new Error('user vanished during sign-in');
+      return {
+        token,
+        is_new_user: isNew,
+        user: {
+          id: profile.id,
+          phone_number: profile.phone_number,
+          invite_code: profile.invite_code,
+          activated_invite_code: profile.activated_invite_code,
+        },
+      };
+    },
+  );
+
+  const authenticated = requireUser(sessions);
+
+  app.post(
+    '/api/auth/logout/',
+    {
+      preHandler: authenticated,
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign out: revoke this token',
+        security: [{ TokenAuth: [] }],
+        response: {
+          200: Type.Object({ success: Type.Literal(true) }),
+          401: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      await sessions.revoke(request.token as string);
+      return { success: true as const };
+    },
+  );
+
+  app.post(
+    '/api/auth/logout-all/',
+    {
+      preHandler: authenticated,
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign out everywhere: revoke all of this user’s tokens',
+        security: [{ TokenAuth: [] }],
+        response: {
+          200: Type.Object({ success: Type.Literal(true), revoked: Type.Integer() }),
+          401: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      const revoked = await sessions.revokeAll((request.user as { id: number }).id);
+      return { success: true as const, revoked };
+    },
+  );
+};

@@ -1,0 +1,261 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { isSupportedCountry } from 'libphonenumber-js/max';
+import Type, { type Static, type TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+
+/**
+ * Every setting of the service, read once at boot from the environment (and a
+ * `.env` file). The TypeScript type is derived from this schema: there is no
+ * second, hand-written description of the configuration.
+ */
+const Int = (min: number, max: number, fallback: number, description: string) =>
+  Type.Integer({ minimum: min, maximum: max, default: fallback, description });
+const Bool = (fallback: boolean, description: string) =>
+  Type.Boolean({ default: fallback, description });
+const Str = (fallback: string, description: string) =>
+  Type.String({ default: fallback, description });
+const OptStr = (description: string) => Type.Optional(Type.String({ minLength: 1, description }));
+
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union(
+    [Type.Literal('development'), Type.Literal('production'), Type.Literal('test')],
+    { default: 'development', description: 'production | development | test' },
+  ),
+  PORT: Int(0, 65535, 8000, 'port to listen on'),
+  HOST: Str('127.0.0.1', 'address to listen on'),
+  DATABASE_URL: OptStr('postgres://… for PostgreSQL, memory:// for a throwaway PGlite'),
+  DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
+  DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
+  REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
+  SECRET_KEY: OptStr('keys the HMAC of stored one-time codes and webhook signatures'),
+  SMS_PROVIDER: Type.Union(
+    [
+      Type.Literal('console'),
+      Type.Literal('twilio'),
+      Type.Literal('smsru'),
+      Type.Literal('webhook'),
+    ],
+    { default: 'console', description: 'console | twilio | smsru | webhook' },
+  ),
+  SMS_CONSOLE_DELAY_MS: Int(0, 60_000, 1500, 'simulated delivery delay of the console provider'),
+  SMS_TIMEOUT_MS: Int(100, 60_000, 10_000, 'timeout of one call to the SMS provider'),
+  TWILIO_ACCOUNT_SID: OptStr('Twilio account SID'),
+  TWILIO_AUTH_TOKEN: OptStr('Twilio auth token'),
+  TWILIO_FROM: OptStr('Twilio sender number (E.164) or messaging service SID (MG…)'),
+  TWILIO_API_URL: Str('https://api.twilio.com', 'Twilio API base URL'),
+  SMSRU_API_ID: OptStr('SMS.ru api_id'),
+  SMSRU_FROM: OptStr('SMS.ru approved sender name'),
+  SMSRU_API_URL: Str('https://sms.ru', 'SMS.ru API base URL'),
+  SMS_WEBHOOK_URL: OptStr('URL the webhook provider POSTs messages to'),
+  SMS_WEBHOOK_SECRET: OptStr('HMAC-SHA256 key of the webhook provider signature header'),
+  OTP_LENGTH: Int(4, 10, 4, 'digits of a one-time code'),
+  OTP_TTL_SECONDS: Int(30, 86_400, 300, 'lifetime of a one-time code'),
+  OTP_MAX_ATTEMPTS: Int(1, 100, 5, 'wrong guesses before a code is void'),
+  OTP_RESEND_COOLDOWN_SECONDS: Int(0, 86_400, 60, 'seconds between two codes to one number'),
+  OTP_MAX_PER_PHONE_PER_HOUR: Int(0, 1_000_000, 5, 'codes sent to one number per hour (0: off)'),
+  OTP_MAX_PER_IP_PER_HOUR: Int(
+    0,
+    1_000_000,
+    30,
+    'codes requested by one client IP per hour (0: off)',
+  ),
+  OTP_MAX_FAILED_PER_PHONE_PER_HOUR: Int(
+    0,
+    1_000_000,
+    25,
+    'wrong guesses per number per hour, across codes (0: off)',
+  ),
+  SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
+  PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
+  TEST_PHONE_NUMBERS: Str('', '+79990000001:1234,…: fixed codes, no SMS, no send caps'),
+  ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
+  TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),
+  DEFAULT_PHONE_REGION: Str('RU', 'region for numbers written without +'),
+  TRUST_PROXY: Bool(false, 'take the client IP from X-Forwarded-For'),
+  CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+});
+
+type RawConfig = Static<typeof ConfigSchema>;
+
+export type TestPhone = { phone: string; code: string };
+
+/** Configuration after validation, with list-valued settings already parsed. */
+export type Config = RawConfig & {
+  secretKey: string;
+  usesDevelopmentSecret: boolean;
+  allowedRegions: string[];
+  corsOrigins: string[];
+  /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
+  testPhones: TestPhone[];
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DEVELOPMENT_SECRET = 'development-only-secret-key-do-not-use-in-production';
+
+function schemaProperty(name: string): TSchema | undefined {
+  return (ConfigSchema.properties as Record<string, TSchema>)[name];
+}
+
+/** Reads `.env` from the working directory into `env` without overriding what is set. */
+export function loadDotEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): void {
+  const file = resolve(cwd, '.env');
+  if (!existsSync(file)) return;
+  const before = { ...env };
+  process.loadEnvFile(file);
+  // process.loadEnvFile writes into process.env; copy into the env we were given
+  // while letting variables set in the real environment win.
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    if (before[key] !== undefined) env[key] = before[key];
+    else if (process.env[key] !== undefined) env[key] = process.env[key];
+  }
+}
+
+function describeError(name: string, value: unknown): string {
+  const schema = schemaProperty(name) as TSchema & Record<string, unknown>;
+  const shown = JSON.stringify(value);
+  if ('anyOf' in schema) {
+    const allowed = (schema.anyOf as { const: string }[]).map((s) => s.const).join(', ');
+    return `${name} is ${shown}; it must be one of: ${allowed}`;
+  }
+  if (schema.type === 'integer') {
+    return `${name} is ${shown}; it must be a whole number from ${schema.minimum} to ${schema.maximum}`;
+  }
+  if (schema.type === 'boolean') return `${name} is ${shown}; it must be true or false`;
+  return `${name} is ${shown}; it must be a non-empty string`;
+}
+
+function parseList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * Validates the environment once, at boot. Any problem throws a ConfigError
+ * whose message names each offending variable and what is wrong with it.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const raw = env[key];
+    if (raw === undefined || raw.trim() === '') continue;
+    const schema = schemaProperty(key) as TSchema & { type?: string };
+    const text = raw.trim();
+    if (schema.type === 'integer') input[key] = /^-?\d+$/.test(text) ? Number(text) : text;
+    else if (schema.type === 'boolean') {
+      const lower = text.toLowerCase();
+      input[key] = ['true', '1', 'yes', 'on'].includes(lower)
+        ? true
+        : ['false', '0', 'no', 'off'].includes(lower)
+          ? false
+          : text;
+    } else input[key] = text;
+  }
+  const withDefaults = Value.Default(ConfigSchema, input) as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const error of Value.Errors(ConfigSchema, withDefaults)) {
+    const name = error.instancePath.replace(/^\//, '').split('/')[0] ?? '';
+    if (!name) continue;
+    const message = describeError(name, withDefaults[name]);
+    if (!problems.includes(message)) problems.push(message);
+  }
+  if (problems.length > 0)
+    throw new ConfigError(`Invalid configuration:\n- ${problems.join('\n- ')}`);
+  const raw = withDefaults as RawConfig;
+  const production = raw.NODE_ENV === 'production';
+
+  const allowedRegions = parseList(raw.PHONE_ALLOWED_REGIONS).map((r) => r.toUpperCase());
+  for (const region of allowedRegions) {
+    if (!isSupportedCountry(region)) {
+      problems.push(`PHONE_ALLOWED_REGIONS contains "${region}", which is not an ISO 3166 region`);
+    }
+  }
+  const defaultRegion = raw.DEFAULT_PHONE_REGION.toUpperCase();
+  if (!isSupportedCountry(defaultRegion)) {
+    problems.push(`DEFAULT_PHONE_REGION is "${raw.DEFAULT_PHONE_REGION}", not an ISO 3166 region`);
+  }
+
+  const testPhones: TestPhone[] = [];
+  for (const entry of parseList(raw.TEST_PHONE_NUMBERS)) {
+    const match = /^(.+):(\d+)$/.exec(entry);
+    if (!match || match[2]?.length !== raw.OTP_LENGTH) {
+      problems.push(
+        `TEST_PHONE_NUMBERS entry "${entry}" must be <phone>:<code> with a ${raw.OTP_LENGTH}-digit code`,
+      );
+      continue;
+    }
+    testPhones.push({ phone: match[1] as string, code: match[2] as string });
+  }
+
+  if (raw.SECRET_KEY !== undefined && raw.SECRET_KEY.length < 32) {
+    problems.push(
+      'SECRET_KEY must be at least 32 characters long (use e.g. `openssl rand -hex 32`)',
+    );
+  }
+  if (raw.DATABASE_URL !== undefined && !/^(postgres(ql)?|memory):\/\//.test(raw.DATABASE_URL)) {
+    problems.push('DATABASE_URL must start with postgres://, postgresql:// or memory://');
+  }
+  if (raw.REDIS_URL !== undefined) {
+    for (const seed of parseList(raw.REDIS_URL)) {
+      if (!/^rediss?:\/\//.test(seed)) {
+        problems.push(`REDIS_URL entry "${seed}" must start with redis:// or rediss://`);
+      }
+    }
+  }
+  const need = (condition: boolean, name: string, why: string) => {
+    if (condition) problems.push(`${name} is required ${why}`);
+  };
+  if (raw.SMS_PROVIDER === 'twilio') {
+    need(!raw.TWILIO_ACCOUNT_SID, 'TWILIO_ACCOUNT_SID', 'when SMS_PROVIDER=twilio');
+    need(!raw.TWILIO_AUTH_TOKEN, 'TWILIO_AUTH_TOKEN', 'when SMS_PROVIDER=twilio');
+    need(!raw.TWILIO_FROM, 'TWILIO_FROM', 'when SMS_PROVIDER=twilio');
+  }
+  if (raw.SMS_PROVIDER === 'smsru')
+    need(!raw.SMSRU_API_ID, 'SMSRU_API_ID', 'when SMS_PROVIDER=smsru');
+  if (raw.SMS_PROVIDER === 'webhook') {
+    need(!raw.SMS_WEBHOOK_URL, 'SMS_WEBHOOK_URL', 'when SMS_PROVIDER=webhook');
+    need(!raw.SMS_WEBHOOK_SECRET, 'SMS_WEBHOOK_SECRET', 'when SMS_PROVIDER=webhook');
+  }
+  for (const name of ['SMS_WEBHOOK_URL', 'TWILIO_API_URL', 'SMSRU_API_URL'] as const) {
+    const value = raw[name];
+    if (value !== undefined && !URL.canParse(value))
+      problems.push(`${name} must be an http(s) URL`);
+  }
+  if (production) {
+    const inProduction = 'in production (NODE_ENV=production)';
+    need(!raw.DATABASE_URL, 'DATABASE_URL', `${inProduction}: set postgres://user:pass@host/db`);
+    need(!raw.REDIS_URL, 'REDIS_URL', `${inProduction}: set redis://host:6379`);
+    need(!raw.SECRET_KEY, 'SECRET_KEY', `${inProduction}: set 32+ random characters`);
+    if (raw.SMS_PROVIDER === 'console') {
+      problems.push(
+        'SMS_PROVIDER=console only logs codes and is refused in production: set twilio, smsru or webhook',
+      );
+    }
+    if (testPhones.length > 0 && !raw.ALLOW_TEST_PHONES) {
+      problems.push(
+        'TEST_PHONE_NUMBERS is refused in production unless ALLOW_TEST_PHONES=true is set as well',
+      );
+    }
+  }
+  if (problems.length > 0)
+    throw new ConfigError(`Invalid configuration:\n- ${problems.join('\n- ')}`);
+
+  return {
+    ...raw,
+    DEFAULT_PHONE_REGION: defaultRegion,
+    secretKey: raw.SECRET_KEY ?? DEVELOPMENT_SECRET,
+    usesDevelopmentSecret: raw.SECRET_KEY === undefined,
+    allowedRegions,
+    corsOrigins: parseList(raw.CORS_ORIGINS),
+    testPhones,
+  };
+}

@@ -1,0 +1,125 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import Type from 'typebox';
+import { currentUser, requireUser } from '../auth/auth-hook.js';
+import type { SessionService } from '../auth/session-service.js';
+import { ApiError } from '../errors.js';
+import { errorRef, ProfileSchema, profileRef, ReferralSchema } from '../http/schemas.js';
+import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
+
+export type ReferralRoutesOptions = { referrals: ReferralService; sessions: SessionService };
+
+const activationMessages: Record<ActivationError, string> = {
+  invite_not_found: 'Invite code not found.',
+  invite_own_code: 'You cannot activate your own invite code.',
+  invite_already_activated: 'You have already activated an invite code.',
+  invite_cycle: 'This invite code belongs to someone you invited, directly or indirectly.',
+};
+
+export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = async (
+  app,
+  options,
+) => {
+  const { referrals, sessions } = options;
+  app.addSchema(ProfileSchema);
+  const authenticated = requireUser(sessions);
+
+  const loadProfile = async (userId: number) => {
+    const profile = await referrals.getProfile(userId);
+    // The token was valid a moment ago; a user deleted in between is signed out.
+    if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
+    return profile;
+  };
+
+  app.get(
+    '/api/profile/',
+    {
+      preHandler: authenticated,
+      schema: {
+        tags: ['profile'],
+        summary: 'Own profile with invite code and referrals',
+        security: [{ TokenAuth: [] }],
+        response: { 200: profileRef, 401: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => loadProfile(currentUser(request).id),
+  );
+
+  app.post(
+    '/api/profile/',
+    {
+      preHandler: authenticated,
+      schema: {
+        tags: ['profile'],
+        summary: 'Activate another user’s invite code',
+        description:
+          'A user activates at most one code, ever; never their own; never one that would close a cycle of referrals. Input is trimmed and case-insensitive.',
+        security: [{ TokenAuth: [] }],
+        body: Type.Object({
+          invite_code: Type.String({ minLength: 1, maxLength: 32, examples: ['X9Y8Z7'] }),
+        }),
+        response: {
+          200: Type.Object({
+            message: Type.String({ examples: ['Invite code activated successfully.'] }),
+            profile: profileRef,
+          }),
+          400: errorRef,
+          401: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      const user = currentUser(request);
+      const result = await referrals.activate(user.id, request.body.invite_code);
+      if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
+      return {
+        message: 'Invite code activated successfully.',
+        profile: await loadProfile(user.id),
+      };
+    },
+  );
+
+  app.get(
+    '/api/profile/referrals/',
+    {
+      preHandler: authenticated,
+      schema: {
+        tags: ['profile'],
+        summary: 'Page through own referrals, oldest first',
+        security: [{ TokenAuth: [] }],
+        querystring: Type.Object({
+          cursor: Type.Optional(
+            Type.String({ maxLength: 64, description: '`next_cursor` of the previous page' }),
+          ),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+        }),
+        response: {
+          200: Type.Object({
+            count: Type.Integer({ description: 'Total number of referrals' }),
+            results: Type.Array(ReferralSchema),
+            next_cursor: Type.Union([Type.String(), Type.Null()], {
+              description: 'Pass back as `cursor` for the next page; null on the last page',
+            }),
+          }),
+          400: errorRef,
+          401: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request) => {
+      const { cursor, limit = 100 } = request.query;
+      let afterSeq = 0;
+      if (cursor !== undefined && cursor !== '') {
+        const decoded = decodeCursor(cursor);
+        if (decoded === null) {
+          throw new ApiError('invalid_cursor', 'The cursor is not one this API returned.', {
+            fields: { cursor: ['Invalid cursor.'] },
+          });
+        }
+        afterSeq = decoded;
+      }
+      return referrals.listReferrals(currentUser(request).id, afterSeq, limit);
+    },
+  );
+};

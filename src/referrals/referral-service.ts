@@ -1,0 +1,196 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import type { Clock } from '../lib/clock.js';
+import { sqlState } from '../lib/pg-errors.js';
+import { normalizeInviteCode } from './invite-code.js';
+
+export type Referral = { phone_number: string; activated_at: string };
+
+export type Profile = {
+  id: number;
+  phone_number: string;
+  invite_code: string;
+  activated_invite_code: string | null;
+  referrals: Referral[];
+  referrals_count: number;
+};
+
+export type ReferralPage = { count: number; results: Referral[]; next_cursor: string | null };
+
+export type ActivationError =
+  | 'invite_not_found'
+  | 'invite_own_code'
+  | 'invite_already_activated'
+  | 'invite_cycle';
+
+export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
+
+export const PROFILE_REFERRALS_LIMIT = 100;
+const MAX_ACTIVATION_TRIES = 20;
+// Deadlock and serialization failures: the transaction is simply run again.
+const RETRYABLE = new Set(['40P01', '40001']);
+
+const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+type Row = Record<string, unknown>;
+
+function rowsOf(result: unknown): Row[] {
+  return (result as { rows: Row[] }).rows;
+}
+
+export function encodeCursor(seq: number): string {
+  return Buffer.from(`r1:${seq}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): number | null {
+  const match = /^r1:(\d{1,10})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  return match ? Number(match[1]) : null;
+}
+
+export class ReferralService {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The profile in one round trip, with the first referrals embedded, oldest first. */
+  async getProfile(userId: number): Promise<Profile | null> {
+    const result = await this.db.execute(sql`
+      select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
+        u.referrals_count,
+        coalesce((
+          select json_agg(json_build_object(
+              'phone_number', x.phone_number,
+              'activated_at', to_char(x.activated_at at time zone 'UTC', ${sql.raw(ISO_UTC)}))
+            order by x.referral_seq)
+          from (
+            select phone_number, activated_at, referral_seq from users
+            where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+          ) x
+        ), '[]'::json) as referrals
+      from users u left join users r on r.id = u.referrer_id
+      where u.id = ${userId}`);
+    const row = rowsOf(result)[0];
+    if (!row) return null;
+    const referrals = typeof row.referrals === 'string' ? JSON.parse(row.referrals) : row.referrals;
+    return {
+      id: Number(row.id),
+      phone_number: row.phone_number as string,
+      invite_code: row.invite_code as string,
+      activated_invite_code: (row.activated_invite_code as string | null) ?? null,
+      referrals: referrals as Referral[],
+      referrals_count: Number(row.referrals_count),
+    };
+  }
+
+  /**
+   * Pages through a user's referrals, oldest first. The cursor is the position
+   * among the referrer's referrals, which only grows in commit order (see
+   * `activate`), so no page ever skips or repeats a referral.
+   */
+  async listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage> {
+    const result = await this.db.execute(sql`
+      select x.phone_number, to_char(x.activated_at at time zone 'UTC', ${sql.raw(ISO_UTC)}) as activated_at,
+        x.referral_seq, u.referrals_count
+      from users u left join lateral (
+        select phone_number, activated_at, referral_seq from users
+        where referrer_id = u.id and referral_seq > ${afterSeq}
+        order by referral_seq limit ${limit + 1}
+      ) x on true
+      where u.id = ${userId}`);
+    const rows = rowsOf(result);
+    const count = Number(rows[0]?.referrals_count ?? 0);
+    const found = rows.filter((r) => r.referral_seq !== null);
+    const page = found.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      count,
+      results: page.map((r) => ({
+        phone_number: r.phone_number as string,
+        activated_at: r.activated_at as string,
+      })),
+      next_cursor: found.length > limit && last ? encodeCursor(Number(last.referral_seq)) : null,
+    };
+  }
+
+  /**
+   * Activates an invite code for `userId`: at most once, never the user's own,
+   * never closing a cycle in the referral graph.
+   *
+   * Why this is race-free: a user's referrer is set once and never changes, so
+   * in the chain of referrers above the code's owner only the top (the root)
+   * can change. A cycle through the new edge user -> owner exists exactly when
+   * the user is in that chain. The transaction locks the user, the root and the
+   * owner (in id order, so two transactions cannot deadlock on them), then
+   * re-reads: if the root gained a referrer meanwhile, the chain is walked again.
+   * While the locks are held, neither the user nor the root can be given a
+   * referrer by anyone else, so the chain checked is the chain committed.
+   */
+  async activate(userId: number, rawCode: string): Promise<ActivationResult> {
+    const code = normalizeInviteCode(rawCode);
+    if (code === null) return { ok: false, error: 'invite_not_found' };
+    for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
+      try {
+        const outcome = await this.db.transaction((tx) =>
+          this.tryActivate(tx as unknown as Db, userId, code),
+        );
+        if (outcome !== 'retry') return outcome;
+      } catch (error) {
+        if (!RETRYABLE.has(sqlState(error) ?? '')) throw error;
+      }
+    }
+    throw new Error('invite activation kept conflicting; giving up');
+  }
+
+  private async tryActivate(
+    tx: Db,
+    userId: number,
+    code: string,
+  ): Promise<ActivationResult | 'retry'> {
+    const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
+    if (!owners[0]) return { ok: false, error: 'invite_not_found' };
+    const ownerId = Number(owners[0].id);
+    if (ownerId === userId) return { ok: false, error: 'invite_own_code' };
+
+    const self = rowsOf(await tx.execute(sql`select referrer_id from users where id = ${userId}`));
+    if (!self[0]) return { ok: false, error: 'invite_not_found' };
+    if (self[0].referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
+
+    // The chain of referrers from the owner up to its root.
+    const chain = rowsOf(
+      await tx.execute(sql`
+        with recursive chain(id, referrer_id) as (
+          select id, referrer_id from users where id = ${ownerId}
+          union all
+          select u.id, u.referrer_id from users u join chain c on u.id = c.referrer_id
+        )
+        select id, referrer_id from chain`),
+    );
+    if (chain.some((r) => Number(r.id) === userId)) return { ok: false, error: 'invite_cycle' };
+    const rootId = Number(chain.find((r) => r.referrer_id === null)?.id ?? ownerId);
+
+    const locked = rowsOf(
+      await tx.execute(sql`
+        select id, referrer_id from users
+        where id in (${userId}, ${rootId}, ${ownerId}) order by id for update`),
+    );
+    const lockedUser = locked.find((r) => Number(r.id) === userId);
+    const lockedRoot = locked.find((r) => Number(r.id) === rootId);
+    if (!lockedUser || !lockedRoot) return { ok: false, error: 'invite_not_found' };
+    if (lockedUser.referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
+    if (lockedRoot.referrer_id !== null) return 'retry';
+
+    // The owner's row is locked, so positions are handed out one at a time, in commit order.
+    const counted = rowsOf(
+      await tx.execute(sql`
+        update users set referrals_count = referrals_count + 1 where id = ${ownerId}
+        returning referrals_count`),
+    );
+    const seq = Number(counted[0]?.referrals_count);
+    await tx.execute(sql`
+      update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
+        referral_seq = ${seq}
+      where id = ${userId}`);
+    return { ok: true };
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The shared, expiring key-value state of the service (one-time codes, counters,
+ * cooldowns). Every operation is atomic on its own, so that logic built on it
+ * never does a read-then-write: there is no window for two instances to
+ * interleave. TTLs are whole seconds and are set when a key is created.
+ */
+export interface KeyValueStore {
+  get(key: string): Promise<string | null>;
+  /** Sets the value and its TTL, replacing any previous value. */
+  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  /** Sets the value only if the key does not exist; true when it was set. */
+  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
+  /** Returns the value and removes the key in one step (null when absent). */
+  getAndDelete(key: string): Promise<string | null>;
+  /** Removes the key only if it still holds `value`; true when removed. */
+  deleteIfEquals(key: string, value: string): Promise<boolean>;
+  /** Adds `by` (default 1) and returns the new value; a new key starts at 0 and gets the TTL. */
+  increment(key: string, ttlSeconds: number, by?: number): Promise<number>;
+  delete(key: string): Promise<void>;
+  /** Seconds the key has left; null when it does not exist or never expires. */
+  ttlSeconds(key: string): Promise<number | null>;
+  /** Throws StoreUnavailableError when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}

@@ -1,0 +1,94 @@
+import type { Clock } from '../lib/clock.js';
+import type { KeyValueStore } from './key-value-store.js';
+
+type Entry = { value: string; expiresAtMs: number };
+
+/**
+ * In-process store for a single instance (the embedded default). Node runs one
+ * operation at a time, so each method is atomic by construction. Expiry follows
+ * the injected clock, so tests can advance time instead of sleeping.
+ */
+export class MemoryStore implements KeyValueStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly clock: Clock) {
+    this.sweeper = setInterval(() => this.sweep(), 60_000);
+    this.sweeper.unref();
+  }
+
+  private live(key: string): Entry | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAtMs <= this.clock.now().getTime()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private sweep(): void {
+    const nowMs = this.clock.now().getTime();
+    for (const [key, entry] of this.entries)
+      if (entry.expiresAtMs <= nowMs) this.entries.delete(key);
+  }
+
+  private expiry(ttlSeconds: number): number {
+    return this.clock.now().getTime() + ttlSeconds * 1000;
+  }
+
+  async get(key: string): Promise<string | null> {
+    return this.live(key)?.value ?? null;
+  }
+
+  async set(key: string, value: string, ttlSeconds: number): Promise<void> {
+    this.entries.set(key, { value, expiresAtMs: this.expiry(ttlSeconds) });
+  }
+
+  async setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+    if (this.live(key) !== undefined) return false;
+    this.entries.set(key, { value, expiresAtMs: this.expiry(ttlSeconds) });
+    return true;
+  }
+
+  async getAndDelete(key: string): Promise<string | null> {
+    const entry = this.live(key);
+    if (entry === undefined) return null;
+    this.entries.delete(key);
+    return entry.value;
+  }
+
+  async deleteIfEquals(key: string, value: string): Promise<boolean> {
+    if (this.live(key)?.value !== value) return false;
+    this.entries.delete(key);
+    return true;
+  }
+
+  async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
+    const entry = this.live(key);
+    if (entry === undefined) {
+      this.entries.set(key, { value: String(by), expiresAtMs: this.expiry(ttlSeconds) });
+      return by;
+    }
+    const next = Number(entry.value) + by;
+    entry.value = String(next);
+    return next;
+  }
+
+  async delete(key: string): Promise<void> {
+    this.entries.delete(key);
+  }
+
+  async ttlSeconds(key: string): Promise<number | null> {
+    const entry = this.live(key);
+    if (entry === undefined) return null;
+    return Math.ceil((entry.expiresAtMs - this.clock.now().getTime()) / 1000);
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.entries.clear();
+  }
+}

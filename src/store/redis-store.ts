@@ -1,0 +1,174 @@
+import { Cluster, Redis, ReplyError } from 'ioredis';
+import type { Logger } from 'pino';
+import { type KeyValueStore, StoreUnavailableError } from './key-value-store.js';
+
+// Each script touches one key, so it runs on one node of a Redis Cluster too.
+const INCREMENT_SCRIPT = `
+local value = redis.call('INCRBY', KEYS[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return value`;
+const DELETE_IF_EQUALS_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type RedisClient = Redis | Cluster;
+
+export type RedisStoreOptions = {
+  /** One redis:// URL, or several comma-separated seed URLs of a Redis Cluster. */
+  url: string;
+  logger: Logger;
+  /** Prepended to every key (tests isolate themselves with it). */
+  keyPrefix?: string;
+};
+
+/**
+ * The shared store for production: every instance sees the same codes and
+ * counters. Commands fail fast while Redis is unreachable (no offline queue),
+ * so requests get a 503 instead of hanging, and the client reconnects by itself.
+ */
+export class RedisStore implements KeyValueStore {
+  private readonly client: RedisClient;
+  private readonly prefix: string;
+
+  private constructor(client: RedisClient, prefix: string) {
+    this.client = client;
+    this.prefix = prefix;
+  }
+
+  static async connect(options: RedisStoreOptions): Promise<RedisStore> {
+    const seeds = options.url
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const common = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3000,
+      commandTimeout: 3000,
+      lazyConnect: true,
+    };
+    const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
+    let client: RedisClient;
+    if (seeds.length > 1) {
+      client = new Cluster(
+        seeds.map((seed) => {
+          const url = new URL(seed);
+          return { host: url.hostname, port: Number(url.port || 6379) };
+        }),
+        {
+          enableOfflineQueue: false,
+          clusterRetryStrategy: retryStrategy,
+          redisOptions: { ...common, ...passwordOf(seeds[0] as string) },
+        },
+      );
+    } else {
+      client = new Redis(seeds[0] as string, { ...common, retryStrategy });
+    }
+    let lastLoggedMs = 0;
+    client.on('error', (error: Error) => {
+      // ioredis emits an error per reconnection attempt; keep the log readable.
+      const nowMs = Date.now();
+      if (nowMs - lastLoggedMs > 10_000) {
+        lastLoggedMs = nowMs;
+        options.logger.warn({ err: error }, 'Redis connection error');
+      }
+    });
+    client.defineCommand('kvIncrement', { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
+    client.defineCommand('kvDeleteIfEquals', { numberOfKeys: 1, lua: DELETE_IF_EQUALS_SCRIPT });
+    try {
+      await client.connect();
+    } catch (error) {
+      client.disconnect();
+      throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
+    }
+    return new RedisStore(client, options.keyPrefix ?? '');
+  }
+
+  private async run<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      // A ReplyError is Redis refusing a command: a bug, not an outage.
+      if (error instanceof ReplyError) throw error;
+      throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
+    }
+  }
+
+  private k(key: string): string {
+    return this.prefix + key;
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.run(() => this.client.get(this.k(key)));
+  }
+
+  set(key: string, value: string, ttlSeconds: number): Promise<void> {
+    return this.run(async () => {
+      await this.client.set(this.k(key), value, 'EX', ttlSeconds);
+    });
+  }
+
+  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+    return this.run(async () => {
+      const reply = await this.client.set(this.k(key), value, 'EX', ttlSeconds, 'NX');
+      return reply === 'OK';
+    });
+  }
+
+  getAndDelete(key: string): Promise<string | null> {
+    return this.run(() => this.client.getdel(this.k(key)));
+  }
+
+  deleteIfEquals(key: string, value: string): Promise<boolean> {
+    return this.run(async () => {
+      const client = this.client as unknown as {
+        kvDeleteIfEquals(key: string, value: string): Promise<number>;
+      };
+      return (await client.kvDeleteIfEquals(this.k(key), value)) === 1;
+    });
+  }
+
+  increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
+    return this.run(async () => {
+      const client = this.client as unknown as {
+        kvIncrement(key: string, ttl: number, by: number): Promise<number>;
+      };
+      return Number(await client.kvIncrement(this.k(key), ttlSeconds, by));
+    });
+  }
+
+  delete(key: string): Promise<void> {
+    return this.run(async () => {
+      await this.client.del(this.k(key));
+    });
+  }
+
+  ttlSeconds(key: string): Promise<number | null> {
+    return this.run(async () => {
+      const ttl = await this.client.ttl(this.k(key));
+      return ttl >= 0 ? ttl : null;
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.run(async () => {
+      await this.client.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
+
+function passwordOf(seed: string): { username?: string; password?: string } {
+  const url = new URL(seed);
+  return {
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+  };
+}
