@@ -1,0 +1,68 @@
+import { readFile } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import type { FastifyInstance } from 'fastify';
+
+/** `web/` at the repository root, reached the same way from `src/web/` and from `dist/web/`. */
+const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
+
+/**
+ * The page keeps the API token in localStorage, so script injection is the threat that matters:
+ * only our own files may run (no inline scripts, no eval, no third-party origins), the page may
+ * talk only to its own origin, and it cannot be framed (clickjacking the activate form).
+ */
+export const contentSecurityPolicy = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "manifest-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const securityHeaders = {
+  'content-security-policy': contentSecurityPolicy,
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  // The share link carries an invite code; do not hand the page address to other sites.
+  'referrer-policy': 'same-origin',
+  'cross-origin-opener-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=(), payment=()',
+};
+
+/**
+ * The web UI: `GET /` serves the single page, `/assets/*` its scripts, styles and icon. The files
+ * are not fingerprinted, so they are served with `no-cache`: browsers revalidate with the ETag
+ * and get a cheap 304, and a deploy is never hidden behind a stale cache.
+ */
+export async function webRoutes(app: FastifyInstance): Promise<void> {
+  const indexHtml = await readFile(new URL('index.html', `file://${webRoot}`), 'utf8');
+
+  app.get('/', { schema: { hide: true } }, async (_request, reply) => {
+    reply.headers({
+      ...securityHeaders,
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-cache',
+    });
+    return indexHtml;
+  });
+
+  await app.register(fastifyStatic, {
+    root: webRoot,
+    prefix: '/assets/',
+    schemaHide: true,
+    index: false,
+    // Leave reply.sendFile free for any other use of @fastify/static in the app.
+    decorateReply: false,
+    dotfiles: 'deny',
+    cacheControl: false,
+    setHeaders(res: ServerResponse) {
+      for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
+      res.setHeader('cache-control', 'no-cache');
+    },
+  });
+}
