@@ -129,6 +129,10 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     LOG_LEVEL: 'silent',
     SMS_CONSOLE_DELAY_MS: '0',
     SECRET_KEY: 'test-secret-key-0123456789abcdef0123456789',
+    // Every request of app.inject comes from 127.0.0.1: the per-IP and global
+    // caps are opened here and tested on their own in limits.test.ts.
+    OTP_MAX_PER_IP_PER_HOUR: '0',
+    SMS_MAX_PER_HOUR: '0',
     ...options.env,
   });
   const clock = options.clock ?? options.shareWith?.clock ?? new FakeClock();

@@ -1,7 +1,14 @@
 import type { Deps } from '../deps.js';
-import { type SendLimiter, unlimited } from './send-limiter.js';
+import type { SendLimiter } from './send-limiter.js';
+import { StoreSendLimiter } from './store-send-limiter.js';
 
 /** The send and guess limits configured for this deployment. */
-export function createSendLimiter(_deps: Deps): SendLimiter {
-  return unlimited;
+export function createSendLimiter({ store, clock, config }: Deps): SendLimiter {
+  return new StoreSendLimiter(store, clock, {
+    resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
+    maxPerPhonePerHour: config.OTP_MAX_PER_PHONE_PER_HOUR,
+    maxPerIpPerHour: config.OTP_MAX_PER_IP_PER_HOUR,
+    smsMaxPerHour: config.SMS_MAX_PER_HOUR,
+    maxFailedGuessesPerPhonePerHour: config.OTP_MAX_FAILED_PER_PHONE_PER_HOUR,
+  });
 }

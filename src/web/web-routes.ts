@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
@@ -40,7 +40,7 @@ const securityHeaders = {
  * and get a cheap 304, and a deploy is never hidden behind a stale cache.
  */
 export async function webRoutes(app: FastifyInstance): Promise<void> {
-  const indexHtml = await readFile(new URL('index.html', `file://${webRoot}`), 'utf8');
+  const indexHtml = await readFile(join(webRoot, 'index.html'), 'utf8');
 
   app.get('/', { schema: { hide: true } }, async (_request, reply) => {
     reply.headers({
@@ -60,7 +60,7 @@ export async function webRoutes(app: FastifyInstance): Promise<void> {
     decorateReply: false,
     dotfiles: 'deny',
     cacheControl: false,
-    setHeaders(res: ServerResponse) {
+    setHeaders(res) {
       for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
       res.setHeader('cache-control', 'no-cache');
     },

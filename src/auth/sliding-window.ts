@@ -1,0 +1,108 @@
+import type { Clock } from '../lib/clock.js';
+import type { KeyValueStore } from '../store/key-value-store.js';
+import type { LimitVerdict } from './send-limiter.js';
+
+/**
+ * A sliding-window counter: "at most `limit` events in any `windowSeconds`",
+ * estimated from two fixed windows (the previous one weighted by how much of
+ * it still overlaps the sliding window). Unlike a plain fixed window it allows
+ * no double burst around a window boundary, and it needs only the store's
+ * atomic increment. Window keys follow the injected clock, so tests move time
+ * instead of sleeping, on the memory store and on Redis alike.
+ */
+export class SlidingWindow {
+  constructor(
+    private readonly store: KeyValueStore,
+    private readonly clock: Clock,
+    private readonly name: string,
+    private readonly limit: number,
+    private readonly windowSeconds: number,
+  ) {}
+
+  get enabled(): boolean {
+    return this.limit > 0;
+  }
+
+  private position(nowMs: number) {
+    const windowMs = this.windowSeconds * 1000;
+    const index = Math.floor(nowMs / windowMs);
+    return { index, windowMs, elapsed: (nowMs - index * windowMs) / windowMs };
+  }
+
+  private keys(subject: string, index: number) {
+    return {
+      current: `rl:${this.name}:${subject}:${index}`,
+      previous: `rl:${this.name}:${subject}:${index - 1}`,
+    };
+  }
+
+  private estimate(previous: number, current: number, elapsed: number): number {
+    return previous * (1 - elapsed) + current;
+  }
+
+  /**
+   * Seconds until one more event fits: within this window once enough of the
+   * previous one has slid out, else in the next window.
+   */
+  private retryAfter(previous: number, current: number, elapsed: number, windowMs: number): number {
+    const windowSeconds = windowMs / 1000;
+    if (current + 1 <= this.limit) {
+      // previous * (1 - f) + current + 1 <= limit  <=>  f >= 1 - (limit - current - 1) / previous
+      const f = 1 - (this.limit - current - 1) / previous;
+      return Math.max(1, Math.ceil((f - elapsed) * windowSeconds));
+    }
+    const untilNext = (1 - elapsed) * windowSeconds;
+    const f = current > 0 ? Math.max(0, 1 - (this.limit - 1) / current) : 0;
+    return Math.max(1, Math.ceil(untilNext + f * windowSeconds));
+  }
+
+  /** Counts one event if it fits; otherwise counts nothing and says when to retry. */
+  async take(subject: string): Promise<LimitVerdict> {
+    if (!this.enabled) return { ok: true };
+    const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
+    const keys = this.keys(subject, index);
+    const ttl = this.windowSeconds * 2;
+    // Increment first, then judge: concurrent requests each see a distinct count,
+    // so no burst can slip past the limit between a read and a write.
+    const [current, previousText] = await Promise.all([
+      this.store.increment(keys.current, ttl),
+      this.store.get(keys.previous),
+    ]);
+    const previous = Number(previousText ?? 0);
+    if (this.estimate(previous, current, elapsed) <= this.limit) return { ok: true };
+    await this.store.increment(keys.current, ttl, -1);
+    return {
+      ok: false,
+      retryAfterSeconds: this.retryAfter(previous, current - 1, elapsed, windowMs),
+    };
+  }
+
+  /** Gives back an event counted by `take` (when a later check refused the request). */
+  async release(subject: string): Promise<void> {
+    if (!this.enabled) return;
+    const { index } = this.position(this.clock.now().getTime());
+    await this.store.increment(this.keys(subject, index).current, this.windowSeconds * 2, -1);
+  }
+
+  /** Whether one more event would fit, without counting it. */
+  async peek(subject: string): Promise<LimitVerdict> {
+    if (!this.enabled) return { ok: true };
+    const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
+    const keys = this.keys(subject, index);
+    const [currentText, previousText] = await Promise.all([
+      this.store.get(keys.current),
+      this.store.get(keys.previous),
+    ]);
+    const current = Number(currentText ?? 0);
+    const previous = Number(previousText ?? 0);
+    if (this.estimate(previous, current + 1, elapsed) <= this.limit) return { ok: true };
+    return { ok: false, retryAfterSeconds: this.retryAfter(previous, current, elapsed, windowMs) };
+  }
+
+  /** Counts one event unconditionally. */
+  async record(subject: string): Promise<void> {
+    if (!this.enabled) return;
+    const { index } = this.position(this.clock.now().getTime());
+    await this.store.increment(this.keys(subject, index).current, this.windowSeconds * 2);
+  }
+}

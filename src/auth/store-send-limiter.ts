@@ -1,0 +1,141 @@
+import { isIPv6 } from 'node:net';
+import type { Clock } from '../lib/clock.js';
+import type { KeyValueStore } from '../store/key-value-store.js';
+import type { LimitVerdict, SendLimiter } from './send-limiter.js';
+import { SlidingWindow } from './sliding-window.js';
+
+export type SendLimits = {
+  resendCooldownSeconds: number;
+  maxPerPhonePerHour: number;
+  maxPerIpPerHour: number;
+  smsMaxPerHour: number;
+  maxFailedGuessesPerPhonePerHour: number;
+};
+
+const HOUR_SECONDS = 3600;
+
+/**
+ * Clients on IPv6 usually own a whole /64, so one client is one /64: otherwise
+ * an attacker would rotate through addresses and never hit the per-IP cap.
+ */
+export function clientKey(ip: string): string {
+  if (!isIPv6(ip)) return ip;
+  if (ip.startsWith('::ffff:')) return ip.slice(7);
+  const [head = '', tail = ''] = ip.split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const groups = ip.includes('::')
+    ? [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups]
+    : ip.split(':');
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/**
+ * Send and guess limits kept in the shared store, so every instance enforces
+ * one limit together. A request must fit every budget; if a later one refuses,
+ * what the earlier ones counted is given back, so a refused request costs the
+ * caller nothing (an honest user is not locked out by an attacker's refusals
+ * on the global budget).
+ */
+export class StoreSendLimiter implements SendLimiter {
+  private readonly perPhone: SlidingWindow;
+  private readonly perIp: SlidingWindow;
+  private readonly global: SlidingWindow;
+  private readonly failedGuesses: SlidingWindow;
+
+  constructor(
+    private readonly store: KeyValueStore,
+    private readonly clock: Clock,
+    private readonly limits: SendLimits,
+  ) {
+    this.perPhone = new SlidingWindow(
+      store,
+      clock,
+      'phone',
+      limits.maxPerPhonePerHour,
+      HOUR_SECONDS,
+    );
+    this.perIp = new SlidingWindow(store, clock, 'ip', limits.maxPerIpPerHour, HOUR_SECONDS);
+    this.global = new SlidingWindow(store, clock, 'sms', limits.smsMaxPerHour, HOUR_SECONDS);
+    this.failedGuesses = new SlidingWindow(
+      store,
+      clock,
+      'guess',
+      limits.maxFailedGuessesPerPhonePerHour,
+      HOUR_SECONDS,
+    );
+  }
+
+  private cooldownKey(phoneNumber: string): string {
+    return `cooldown:${phoneNumber}`;
+  }
+
+  /**
+   * The cooldown key holds its own end time, judged by the injected clock; the
+   * store's TTL only cleans it up. An expired key is replaced by compare-and-
+   * delete then set-if-absent, so of two racing requests only one gets through.
+   */
+  private async takeCooldown(
+    phoneNumber: string,
+  ): Promise<{ verdict: LimitVerdict; marker?: string }> {
+    const seconds = this.limits.resendCooldownSeconds;
+    if (seconds <= 0) return { verdict: { ok: true } };
+    const key = this.cooldownKey(phoneNumber);
+    const nowMs = this.clock.now().getTime();
+    const marker = String(nowMs + seconds * 1000);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await this.store.setIfAbsent(key, marker, seconds))
+        return { verdict: { ok: true }, marker };
+      const existing = await this.store.get(key);
+      if (existing === null) continue;
+      const remainingMs = Number(existing) - nowMs;
+      if (remainingMs > 0) {
+        return { verdict: { ok: false, retryAfterSeconds: Math.ceil(remainingMs / 1000) } };
+      }
+      await this.store.deleteIfEquals(key, existing);
+    }
+    return { verdict: { ok: false, retryAfterSeconds: 1 } };
+  }
+
+  async reserve(phoneNumber: string, clientIp: string): Promise<LimitVerdict> {
+    const ip = clientKey(clientIp);
+    const cooldown = await this.takeCooldown(phoneNumber);
+    if (!cooldown.verdict.ok) return cooldown.verdict;
+    const undo: (() => Promise<unknown>)[] = [];
+    if (cooldown.marker) {
+      const marker = cooldown.marker;
+      undo.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
+    }
+    const steps: [SlidingWindow, string][] = [
+      [this.perPhone, phoneNumber],
+      [this.perIp, ip],
+      [this.global, 'all'],
+    ];
+    for (const [window, subject] of steps) {
+      const verdict = await window.take(subject);
+      if (!verdict.ok) {
+        await Promise.all(undo.map((u) => u()));
+        return verdict;
+      }
+      undo.push(() => window.release(subject));
+    }
+    return { ok: true };
+  }
+
+  checkGuesses(phoneNumber: string): Promise<LimitVerdict> {
+    return this.failedGuesses.peek(phoneNumber);
+  }
+
+  recordFailedGuess(phoneNumber: string): Promise<void> {
+    return this.failedGuesses.record(phoneNumber);
+  }
+
+  async secondsUntilNextCode(phoneNumber: string): Promise<number> {
+    const existing = await this.store.get(this.cooldownKey(phoneNumber));
+    const remainingMs = existing === null ? 0 : Number(existing) - this.clock.now().getTime();
+    return Math.max(1, Math.ceil(remainingMs / 1000));
+  }
+}

@@ -1,0 +1,473 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type KeyValueStore, StoreUnavailableError } from '../../src/store/key-value-store.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { RedisStore } from '../../src/store/redis-store.js';
+import { FakeClock } from '../helper.js';
+
+const redisUrl = process.env.TEST_REDIS_URL;
+const silent = pino({ level: 'silent' });
+
+/** One store under test, and how to let time pass for it. */
+type Harness = {
+  store: KeyValueStore;
+  /**
+   * Lets keys set with `ttlSeconds` expire. A fake clock jumps; Redis cannot use
+   * one, so it waits (at most ~3 s) until `isGone` says the keys have expired.
+   */
+  expire(ttlSeconds: number, isGone: () => Promise<boolean>): Promise<void>;
+  close(): Promise<void>;
+};
+
+type Implementation = {
+  name: string;
+  /** Redis counts TTLs down in real time, so a read may be a second below what was set. */
+  ttlSlackSeconds: number;
+  create(): Promise<Harness>;
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function randomPrefix(): string {
+  return `test:store:${randomBytes(6).toString('hex')}:`;
+}
+
+/** Deletes every key under `prefix` (never FLUSH: other tests share the server). */
+async function deleteKeys(admin: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await admin.del(...keys);
+  } while (cursor !== '0');
+}
+
+let admin: Redis | undefined;
+
+beforeAll(async () => {
+  if (redisUrl) admin = new Redis(redisUrl);
+});
+
+afterAll(async () => {
+  await admin?.quit();
+});
+
+const memory: Implementation = {
+  name: 'MemoryStore',
+  ttlSlackSeconds: 0,
+  create: async () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore(clock);
+    return {
+      store,
+      expire: async (ttlSeconds) => clock.advance(ttlSeconds),
+      close: () => store.close(),
+    };
+  },
+};
+
+const redis: Implementation = {
+  name: 'RedisStore',
+  ttlSlackSeconds: 1,
+  create: async () => {
+    const keyPrefix = randomPrefix();
+    const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
+    return {
+      store,
+      expire: async (ttlSeconds, isGone) => {
+        const deadline = Date.now() + ttlSeconds * 1000 + 2000;
+        await sleep(ttlSeconds * 1000);
+        while (!(await isGone())) {
+          if (Date.now() > deadline) throw new Error('Redis did not expire the keys in time');
+          await sleep(50);
+        }
+      },
+      close: async () => {
+        await store.close();
+        await deleteKeys(admin as Redis, keyPrefix);
+      },
+    };
+  },
+};
+
+const implementations = [memory, ...(redisUrl ? [redis] : [])];
+
+describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
+  let h: Harness;
+  let store: KeyValueStore;
+
+  beforeEach(async () => {
+    h = await impl.create();
+    store = h.store;
+  });
+
+  afterEach(async () => {
+    await h.close();
+  });
+
+  /** The TTL read back right after setting `expected` seconds. */
+  async function expectTtl(key: string, expected: number): Promise<void> {
+    const ttl = await store.ttlSeconds(key);
+    expect(ttl).not.toBeNull();
+    expect(ttl).toBeLessThanOrEqual(expected);
+    expect(ttl).toBeGreaterThanOrEqual(expected - impl.ttlSlackSeconds);
+  }
+
+  describe('get / set', () => {
+    it('returns null for a key that was never set', async () => {
+      expect(await store.get('missing')).toBeNull();
+    });
+
+    it('returns the value that was set, with its TTL', async () => {
+      await store.set('k', 'v1', 100);
+
+      expect(await store.get('k')).toBe('v1');
+      await expectTtl('k', 100);
+    });
+
+    it('replaces both the value and the TTL of an existing key', async () => {
+      await store.set('k', 'v1', 100);
+      await store.set('k', 'v2', 10);
+
+      expect(await store.get('k')).toBe('v2');
+      await expectTtl('k', 10);
+    });
+
+    it('keeps keys apart', async () => {
+      await store.set('a', '1', 100);
+      await store.set('b', '2', 100);
+
+      expect(await store.get('a')).toBe('1');
+      expect(await store.get('b')).toBe('2');
+    });
+  });
+
+  describe('setIfAbsent', () => {
+    it('sets a missing key once, then refuses and keeps the first value and TTL', async () => {
+      expect(await store.setIfAbsent('k', 'first', 100)).toBe(true);
+      expect(await store.setIfAbsent('k', 'second', 500)).toBe(false);
+
+      expect(await store.get('k')).toBe('first');
+      await expectTtl('k', 100);
+    });
+
+    it('refuses a key created by set', async () => {
+      await store.set('k', 'v', 100);
+
+      expect(await store.setIfAbsent('k', 'other', 100)).toBe(false);
+      expect(await store.get('k')).toBe('v');
+    });
+  });
+
+  describe('getAndDelete', () => {
+    it('returns the value once, then null', async () => {
+      await store.set('k', 'v', 100);
+
+      expect(await store.getAndDelete('k')).toBe('v');
+      expect(await store.getAndDelete('k')).toBeNull();
+      expect(await store.get('k')).toBeNull();
+      expect(await store.ttlSeconds('k')).toBeNull();
+    });
+
+    it('returns null for a missing key', async () => {
+      expect(await store.getAndDelete('missing')).toBeNull();
+    });
+  });
+
+  describe('deleteIfEquals', () => {
+    it('keeps the key when the value differs', async () => {
+      await store.set('k', 'v', 100);
+
+      expect(await store.deleteIfEquals('k', 'other')).toBe(false);
+      expect(await store.deleteIfEquals('k', 'V')).toBe(false);
+      expect(await store.get('k')).toBe('v');
+    });
+
+    it('removes the key when the value is equal, once', async () => {
+      await store.set('k', 'v', 100);
+
+      expect(await store.deleteIfEquals('k', 'v')).toBe(true);
+      expect(await store.get('k')).toBeNull();
+      expect(await store.deleteIfEquals('k', 'v')).toBe(false);
+    });
+
+    it('returns false for a missing key', async () => {
+      expect(await store.deleteIfEquals('missing', 'v')).toBe(false);
+    });
+  });
+
+  describe('increment', () => {
+    it('starts a new key at 1 by default and adds 1 each time', async () => {
+      expect(await store.increment('n', 100)).toBe(1);
+      expect(await store.increment('n', 100)).toBe(2);
+      expect(await store.increment('n', 100)).toBe(3);
+      expect(await store.get('n')).toBe('3');
+    });
+
+    it('starts a new key at `by` and sums later amounts', async () => {
+      expect(await store.increment('n', 100, 5)).toBe(5);
+      expect(await store.increment('n', 100, 3)).toBe(8);
+      expect(await store.increment('n', 100)).toBe(9);
+      expect(await store.get('n')).toBe('9');
+    });
+
+    it('sets the TTL on creation and never extends it', async () => {
+      await store.increment('n', 100);
+      await expectTtl('n', 100);
+
+      expect(await store.increment('n', 1000)).toBe(2);
+      expect(await store.increment('n', 5000, 2)).toBe(4);
+
+      await expectTtl('n', 100);
+    });
+
+    it('counts up from a value written by set, keeping its TTL', async () => {
+      await store.set('n', '10', 50);
+
+      expect(await store.increment('n', 1000)).toBe(11);
+      await expectTtl('n', 50);
+    });
+  });
+
+  describe('delete', () => {
+    it('removes a key', async () => {
+      await store.set('k', 'v', 100);
+      await store.delete('k');
+
+      expect(await store.get('k')).toBeNull();
+      expect(await store.ttlSeconds('k')).toBeNull();
+      expect(await store.setIfAbsent('k', 'again', 100)).toBe(true);
+    });
+
+    it('accepts a missing key', async () => {
+      await expect(store.delete('missing')).resolves.toBeUndefined();
+    });
+  });
+
+  describe('ttlSeconds', () => {
+    it('is null for a missing key', async () => {
+      expect(await store.ttlSeconds('missing')).toBeNull();
+    });
+
+    it('is the TTL given to setIfAbsent', async () => {
+      await store.setIfAbsent('k', 'v', 42);
+
+      await expectTtl('k', 42);
+    });
+  });
+
+  it('ping resolves while the store is reachable', async () => {
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+
+  describe('expiry', () => {
+    it('forgets every kind of key after its TTL', async () => {
+      await store.set('set', 'v', 1);
+      await store.setIfAbsent('absent', 'first', 1);
+      await store.increment('counter', 1, 7);
+      await store.set('taken', 'v', 1);
+      await store.set('guarded', 'v', 1);
+      const keys = ['set', 'absent', 'counter', 'taken', 'guarded'];
+
+      await h.expire(1, async () => {
+        const values = await Promise.all(keys.map((key) => store.get(key)));
+        return values.every((value) => value === null);
+      });
+
+      expect(await store.get('set')).toBeNull();
+      for (const key of keys) expect(await store.ttlSeconds(key)).toBeNull();
+      expect(await store.setIfAbsent('absent', 'second', 100)).toBe(true);
+      expect(await store.get('absent')).toBe('second');
+      expect(await store.increment('counter', 100)).toBe(1);
+      await expectTtl('counter', 100);
+      expect(await store.getAndDelete('taken')).toBeNull();
+      expect(await store.deleteIfEquals('guarded', 'v')).toBe(false);
+    });
+  });
+
+  describe('atomicity under concurrency', () => {
+    it('200 concurrent increments return exactly 1..200, each once', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 200 }, () => store.increment('n', 100)),
+      );
+
+      expect([...results].sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 200 }, (_, i) => i + 1),
+      );
+      expect(await store.get('n')).toBe('200');
+      await expectTtl('n', 100);
+    });
+
+    it('50 concurrent setIfAbsent: exactly one wins, and its value is kept', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.setIfAbsent('k', `v${i}`, 100)),
+      );
+
+      expect(results.filter((won) => won)).toHaveLength(1);
+      expect(await store.get('k')).toBe(`v${results.indexOf(true)}`);
+    });
+
+    it('50 concurrent getAndDelete: exactly one gets the value', async () => {
+      await store.set('k', 'v', 100);
+
+      const results = await Promise.all(Array.from({ length: 50 }, () => store.getAndDelete('k')));
+
+      expect(results.filter((value) => value !== null)).toEqual(['v']);
+      expect(await store.get('k')).toBeNull();
+    });
+
+    it('50 concurrent deleteIfEquals: exactly one removes the key', async () => {
+      await store.set('k', 'v', 100);
+
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => store.deleteIfEquals('k', 'v')),
+      );
+
+      expect(results.filter((removed) => removed)).toHaveLength(1);
+      expect(await store.get('k')).toBeNull();
+    });
+  });
+});
+
+describe('MemoryStore expiry follows the injected clock', () => {
+  let clock: FakeClock;
+  let store: MemoryStore;
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    store = new MemoryStore(clock);
+  });
+
+  afterEach(async () => {
+    await store.close();
+  });
+
+  it('keeps a key until the last millisecond of its TTL', async () => {
+    await store.set('k', 'v', 10);
+
+    clock.advance(9.999);
+    expect(await store.get('k')).toBe('v');
+    expect(await store.ttlSeconds('k')).toBe(1);
+
+    clock.advance(0.001);
+    expect(await store.get('k')).toBeNull();
+    expect(await store.ttlSeconds('k')).toBeNull();
+  });
+
+  it('counts the TTL down with the clock', async () => {
+    await store.set('k', 'v', 100);
+
+    clock.advance(30);
+    expect(await store.ttlSeconds('k')).toBe(70);
+  });
+
+  it('lets an increment window run out from its creation, then starts a new one', async () => {
+    expect(await store.increment('n', 60)).toBe(1);
+    clock.advance(40);
+    expect(await store.increment('n', 60)).toBe(2);
+    expect(await store.ttlSeconds('n')).toBe(20);
+
+    clock.advance(20);
+    expect(await store.get('n')).toBeNull();
+    expect(await store.increment('n', 60)).toBe(1);
+    expect(await store.ttlSeconds('n')).toBe(60);
+  });
+
+  it('setIfAbsent succeeds again once the key has expired', async () => {
+    expect(await store.setIfAbsent('k', 'first', 5)).toBe(true);
+    clock.advance(4);
+    expect(await store.setIfAbsent('k', 'second', 5)).toBe(false);
+
+    clock.advance(1);
+    expect(await store.setIfAbsent('k', 'third', 5)).toBe(true);
+    expect(await store.get('k')).toBe('third');
+  });
+});
+
+describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
+  const opened: { store: RedisStore; keyPrefix: string }[] = [];
+
+  async function connect(keyPrefix = randomPrefix()): Promise<RedisStore> {
+    const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
+    opened.push({ store, keyPrefix });
+    return store;
+  }
+
+  afterEach(async () => {
+    for (const { store, keyPrefix } of opened.splice(0)) {
+      await store.close();
+      await deleteKeys(admin as Redis, keyPrefix);
+    }
+  });
+
+  /** Runs an operation, timing it and capturing its error instead of throwing. */
+  async function attempt<T>(
+    operation: () => Promise<T>,
+  ): Promise<{ ms: number; value?: T; error?: unknown }> {
+    const started = Date.now();
+    try {
+      const value = await operation();
+      return { ms: Date.now() - started, value };
+    } catch (error) {
+      return { ms: Date.now() - started, error };
+    }
+  }
+
+  it('rejects quickly with StoreUnavailableError when nothing listens', async () => {
+    const outcome = await attempt(() =>
+      RedisStore.connect({ url: 'redis://127.0.0.1:1', logger: silent }),
+    );
+
+    expect(outcome.error).toBeInstanceOf(StoreUnavailableError);
+    expect((outcome.error as Error).message).toMatch(/^Redis is unreachable: /);
+    expect(outcome.ms).toBeLessThan(4000);
+  });
+
+  it('prefixes its keys, so stores with different prefixes do not see each other', async () => {
+    const prefixA = randomPrefix();
+    const a = await connect(prefixA);
+    const b = await connect();
+    await a.set('k', 'from-a', 100);
+
+    expect(await b.get('k')).toBeNull();
+    expect(await (admin as Redis).get(`${prefixA}k`)).toBe('from-a');
+  });
+
+  it('survives its connection being killed: fails fast or succeeds, then recovers', async () => {
+    const keyPrefix = randomPrefix();
+    const store = await connect(keyPrefix);
+    const marker = `marker-${randomBytes(4).toString('hex')}`;
+
+    // RedisStore does not expose its connection: find it by watching the server
+    // run a command on a key only this test uses, and kill exactly that client.
+    const monitor = await (admin as Redis).monitor();
+    const source = new Promise<string>((resolve) => {
+      monitor.on('monitor', (_time: string, args: string[], from: string) => {
+        if (args[1] === `${keyPrefix}${marker}`) resolve(from);
+      });
+    });
+    await store.get(marker);
+    const address = await source;
+    monitor.disconnect();
+    expect(await (admin as Redis).call('CLIENT', 'KILL', 'ADDR', address)).toBe(1);
+
+    const next = await attempt(() => store.set('after-kill', 'v', 100));
+    expect(next.ms).toBeLessThan(5000);
+    if (next.error !== undefined) expect(next.error).toBeInstanceOf(StoreUnavailableError);
+
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const again = await attempt(() => store.ping());
+      expect(again.ms).toBeLessThan(5000);
+      if (again.error === undefined) break;
+      expect(again.error).toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(100);
+    }
+    await store.set('recovered', 'yes', 100);
+    expect(await store.get('recovered')).toBe('yes');
+    expect(await store.increment('counter', 100)).toBe(1);
+  });
+});
