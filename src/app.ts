@@ -56,7 +56,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   });
 
   // An empty JSON body (common from clients that always set Content-Type) means "no body".
-  app.removeContentTypeParser('application/json');
+  // Only JSON and form bodies are part of the API; anything else is a clear 415.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     const text = (body as string).trim();
     if (text === '') return done(null, undefined);

@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseEnv } from 'node:util';
 import { isSupportedCountry } from 'libphonenumber-js/max';
 import Type, { type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
@@ -104,17 +105,13 @@ function schemaProperty(name: string): TSchema | undefined {
   return (ConfigSchema.properties as Record<string, TSchema>)[name];
 }
 
-/** Reads `.env` from the working directory into `env` without overriding what is set. */
-export function loadDotEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): void {
+/** Reads `.env` from `cwd` into `env`; variables already set in `env` win over the file. */
+export function loadDotEnv(env: Record<string, string | undefined>, cwd = process.cwd()): void {
   const file = resolve(cwd, '.env');
   if (!existsSync(file)) return;
-  const before = { ...env };
-  process.loadEnvFile(file);
-  // process.loadEnvFile writes into process.env; copy into the env we were given
-  // while letting variables set in the real environment win.
-  for (const key of Object.keys(ConfigSchema.properties)) {
-    if (before[key] !== undefined) env[key] = before[key];
-    else if (process.env[key] !== undefined) env[key] = process.env[key];
+  const parsed = parseEnv(readFileSync(file, 'utf8'));
+  for (const [key, value] of Object.entries(parsed)) {
+    if (env[key] === undefined && value !== undefined) env[key] = value;
   }
 }
 
@@ -130,6 +127,14 @@ function describeError(name: string, value: unknown): string {
   }
   if (schema.type === 'boolean') return `${name} is ${shown}; it must be true or false`;
   return `${name} is ${shown}; it must be a non-empty string`;
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    return ['http:', 'https:'].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
 }
 
 function parseList(value: string): string[] {
@@ -168,8 +173,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const message = describeError(name, withDefaults[name]);
     if (!problems.includes(message)) problems.push(message);
   }
-  if (problems.length > 0)
-    throw new ConfigError(`Invalid configuration:\n- ${problems.join('\n- ')}`);
+  // Problems of every kind are gathered and reported together, so one start-up
+  // attempt shows everything that needs fixing.
   const raw = withDefaults as RawConfig;
   const production = raw.NODE_ENV === 'production';
 
@@ -227,8 +232,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   for (const name of ['SMS_WEBHOOK_URL', 'TWILIO_API_URL', 'SMSRU_API_URL'] as const) {
     const value = raw[name];
-    if (value !== undefined && !URL.canParse(value))
-      problems.push(`${name} must be an http(s) URL`);
+    if (value !== undefined && !isHttpUrl(value)) problems.push(`${name} must be an http(s) URL`);
   }
   if (production) {
     const inProduction = 'in production (NODE_ENV=production)';

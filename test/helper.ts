@@ -137,7 +137,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   });
   const clock = options.clock ?? options.shareWith?.clock ?? new FakeClock();
   const sms = options.sms ?? options.shareWith?.sms ?? new FakeSms();
-  const logger = pino({ level: 'silent' });
+  const logger = pino({ level: config.LOG_LEVEL });
   const cleanups: (() => Promise<void>)[] = [];
   let database: Database;
   let store: KeyValueStore;

@@ -109,6 +109,12 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request) => {
       const { cursor, limit = 100 } = request.query;
+      // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
+      if (!Number.isSafeInteger(limit)) {
+        throw new ApiError('validation_error', 'Invalid input.', {
+          fields: { limit: ['Must be a whole number from 1 to 1000.'] },
+        });
+      }
       let afterSeq = 0;
       if (cursor !== undefined && cursor !== '') {
         const decoded = decodeCursor(cursor);

@@ -59,6 +59,8 @@ export async function webRoutes(app: FastifyInstance): Promise<void> {
     // Leave reply.sendFile free for any other use of @fastify/static in the app.
     decorateReply: false,
     dotfiles: 'deny',
+    // The page itself has one address, `/`.
+    allowedPath: (pathName) => pathName !== '/index.html',
     cacheControl: false,
     setHeaders(res) {
       for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
