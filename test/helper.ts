@@ -67,7 +67,7 @@ async function freshPglite(): Promise<Database> {
 export const TEMPLATE_SUFFIX = '_tpl';
 
 /** A new PostgreSQL database per app, copied from the migrated template made by global setup. */
-async function freshPostgres(): Promise<{ database: Database; drop: () => Promise<void> }> {
+export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const baseUrl = process.env.TEST_DATABASE_URL as string;
   const admin = new pg.Client({ connectionString: baseUrl });
   await admin.connect();
@@ -85,8 +85,19 @@ async function freshPostgres(): Promise<{ database: Database; drop: () => Promis
   }
   const url = new URL(baseUrl);
   url.pathname = `/${name}`;
-  const database = await openDatabase({
+  return {
     url: url.toString(),
+    drop: async () => {
+      await admin.query(`drop database if exists "${name}" with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+async function freshPostgres(): Promise<{ database: Database; drop: () => Promise<void> }> {
+  const created = await createTestDatabase();
+  const database = await openDatabase({
+    url: created.url,
     dataDir: '',
     poolSize: 20,
     logger: pino({ level: 'silent' }),
@@ -95,8 +106,7 @@ async function freshPostgres(): Promise<{ database: Database; drop: () => Promis
     database,
     drop: async () => {
       await database.close();
-      await admin.query(`drop database if exists "${name}" with (force)`);
-      await admin.end();
+      await created.drop();
     },
   };
 }
