@@ -29,7 +29,7 @@ export const ConfigSchema = Type.Object({
   DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
   DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
   REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
-  SECRET_KEY: OptStr('keys the HMAC of stored one-time codes and webhook signatures'),
+  SECRET_KEY: OptStr('keys the HMAC of stored one-time codes; 32+ random characters'),
   SMS_PROVIDER: Type.Union(
     [
       Type.Literal('console'),
@@ -77,7 +77,7 @@ export const ConfigSchema = Type.Object({
   CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-    { default: 'info' },
+    { default: 'info', description: 'fatal | error | warn | info | debug | trace | silent' },
   ),
 });
 

@@ -452,3 +452,16 @@ describe('server start-up with an invalid configuration', () => {
     expect(Date.now() - started).toBeLessThan(20_000);
   }, 25_000);
 });
+
+describe('documentation of the configuration', () => {
+  it('.env.example and the README mention every variable', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ConfigSchema } = await import('../src/config.js');
+    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const name of Object.keys(ConfigSchema.properties)) {
+      expect(example, name).toMatch(new RegExp(`^# ${name}=`, 'm'));
+      expect(readme, name).toContain(`\`${name}\``);
+    }
+  });
+});
