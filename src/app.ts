@@ -22,6 +22,7 @@ import { ErrorSchema } from './http/schemas.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { referralRoutes } from './referrals/referral-routes.js';
 import { ReferralService } from './referrals/referral-service.js';
+import { webRoutes } from './web/web-routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -51,8 +52,27 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request) => {
-    throw new ApiError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`);
+  // Methods registered per path, so that a known path with the wrong method
+  // gets a 405 with Allow, as DRF answers, rather than a 404.
+  const methodsByPath = new Map<string, Set<string>>();
+  const pathKey = (url: string) => url.split('?')[0]?.replace(/\/+$/, '') || '/';
+  app.addHook('onRoute', (route) => {
+    const key = pathKey(route.url);
+    const methods = methodsByPath.get(key) ?? new Set<string>();
+    for (const method of [route.method].flat()) methods.add(method);
+    methodsByPath.set(key, methods);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    const allowed = methodsByPath.get(pathKey(request.url));
+    if (allowed && !allowed.has(request.method)) {
+      reply.header('Allow', [...allowed].join(', '));
+      throw new ApiError(
+        'method_not_allowed',
+        `Method ${request.method} is not allowed on ${path}.`,
+      );
+    }
+    throw new ApiError('not_found', `No route for ${request.method} ${path}.`);
   });
 
   // An empty JSON body (common from clients that always set Content-Type) means "no body".
@@ -140,8 +160,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     referrals,
     phonePolicy,
     exposeDevCode: config.NODE_ENV !== 'production',
+    resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
   });
   await app.register(referralRoutes, { referrals, sessions });
   await app.register(docsRoutes);
+  await app.register(webRoutes);
   return app;
 }

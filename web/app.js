@@ -153,9 +153,10 @@ class ApiError extends Error {
  * @param {'GET' | 'POST'} method
  * @param {string} path
  * @param {Record<string, unknown>} [body]
+ * @param {{ signOutOn401?: boolean }} [options]
  * @returns {Promise<any>}
  */
-async function api(method, path, body) {
+async function api(method, path, body, { signOutOn401 = true } = {}) {
   /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
   if (body) headers['Content-Type'] = 'application/json';
@@ -176,7 +177,7 @@ async function api(method, path, body) {
   if (response.ok) return data;
 
   const error = new ApiError(response.status, data, retryAfterOf(response, data));
-  if (response.status === 401 && sentToken && sentToken === state.token) {
+  if (response.status === 401 && signOutOn401 && sentToken && sentToken === state.token) {
     // The token expired or was revoked (for instance by "sign out everywhere"): start over.
     signOutLocally({ key: 'status.sessionEnded' });
     error.handled = true;
@@ -554,6 +555,7 @@ async function onResend() {
 }
 
 function onChangePhone() {
+  if (state.pending && !el.phoneInput.value) el.phoneInput.value = state.pending.phone;
   state.pending = null;
   session.remove(PENDING_SIGN_IN_KEY);
   state.errors.code = null;
@@ -712,11 +714,11 @@ async function onShare() {
 async function onLogout() {
   await whileBusy(el.logoutButton, async () => {
     try {
-      await api('POST', '/api/auth/logout/');
+      await api('POST', '/api/auth/logout/', undefined, { signOutOn401: false });
     } catch {
-      // Signing out locally is what matters to the user; an already-dead token is fine.
+      // Forgetting the token here is what matters to the user; an already-dead token is fine.
     }
-    if (state.token) signOutLocally({ key: 'status.signedOut' });
+    signOutLocally({ key: 'status.signedOut' });
   });
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
-import { errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
+import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import type { ReferralService } from '../referrals/referral-service.js';
 import { requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
@@ -16,6 +16,7 @@ export type AuthRoutesOptions = {
   referrals: ReferralService;
   phonePolicy: PhonePolicy;
   exposeDevCode: boolean;
+  resendCooldownSeconds: number;
 };
 
 function phoneOrThrow(input: string, policy: PhonePolicy): string {
@@ -37,7 +38,8 @@ function tooMany(
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, users, sessions, referrals, phonePolicy, exposeDevCode } = options;
+  const { otp, users, sessions, referrals, phonePolicy, exposeDevCode, resendCooldownSeconds } =
+    options;
 
   app.post(
     '/api/auth/request-code/',
@@ -53,8 +55,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
             success: Type.Literal(true),
             message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
             dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
+            retry_after: Type.Integer({
+              description: 'Seconds before a new code may be requested for this number',
+            }),
           }),
-          400: errorRef,
+          ...bodyErrorResponses,
           429: errorRef,
           502: errorRef,
           503: errorRef,
@@ -81,6 +86,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         success: true as const,
         message: 'Verification code sent to your phone number.',
         ...(exposeDevCode ? { dev_code: result.code } : {}),
+        // The same for every number, so it reveals nothing about who is registered.
+        retry_after: resendCooldownSeconds,
       };
     },
   );
@@ -103,7 +110,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
             is_new_user: Type.Boolean(),
             user: UserSchema,
           }),
-          400: errorRef,
+          ...bodyErrorResponses,
           403: errorRef,
           429: errorRef,
           503: errorRef,
@@ -163,6 +170,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         security: [{ TokenAuth: [] }],
         response: {
           200: Type.Object({ success: Type.Literal(true) }),
+          ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
         },
@@ -184,6 +192,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         security: [{ TokenAuth: [] }],
         response: {
           200: Type.Object({ success: Type.Literal(true), revoked: Type.Integer() }),
+          ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
         },

@@ -63,3 +63,6 @@ export const UserSchema = Type.Object({
   invite_code: Type.String(),
   activated_invite_code: Type.Union([Type.String(), Type.Null()]),
 });
+
+/** Errors any request with a body can meet before its handler runs. */
+export const bodyErrorResponses = { 400: errorRef, 413: errorRef, 415: errorRef } as const;

@@ -3,7 +3,13 @@ import Type from 'typebox';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { SessionService } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
-import { errorRef, ProfileSchema, profileRef, ReferralSchema } from '../http/schemas.js';
+import {
+  bodyErrorResponses,
+  errorRef,
+  ProfileSchema,
+  profileRef,
+  ReferralSchema,
+} from '../http/schemas.js';
 import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
 
 export type ReferralRoutesOptions = { referrals: ReferralService; sessions: SessionService };
@@ -62,7 +68,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
             message: Type.String({ examples: ['Invite code activated successfully.'] }),
             profile: profileRef,
           }),
-          400: errorRef,
+          ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
         },

@@ -29,6 +29,7 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
       success: true,
       message: 'Verification code sent to your phone number.',
       dev_code: expect.stringMatching(/^\d{4}$/),
+      retry_after: 60,
     });
     expect(t.sms.sent).toEqual([
       { to: '+79991234567', text: expect.stringContaining(body.dev_code) },
@@ -244,6 +245,7 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
     expect(res.json()).toEqual({
       success: true,
       message: 'Verification code sent to your phone number.',
+      retry_after: 60,
     });
   });
 

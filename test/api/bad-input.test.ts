@@ -281,21 +281,32 @@ describe.each(backends)('bad input (%s)', (backend) => {
     expect(res.statusCode).toBe(200);
   });
 
-  it('unknown paths and methods are a 404 with the error body', async () => {
-    for (const [method, url] of [
-      ['GET', '/api/nope/'],
-      ['DELETE', '/api/profile/'],
-      ['GET', '/api/auth/request-code/'],
+  it('unknown paths are a 404, known paths with another method a 405', async () => {
+    const missing = await t.app.inject({
+      method: 'GET',
+      url: '/api/nope/',
+      headers: auth(user.token),
+    });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toEqual({ error: 'No route for GET /api/nope/.', code: 'not_found' });
+    for (const [method, url, allow] of [
+      ['DELETE', '/api/profile/', 'GET, HEAD, POST'],
+      ['PUT', '/api/profile', 'GET, HEAD, POST'],
+      ['GET', '/api/auth/request-code/', 'POST'],
     ] as const) {
       const res = await t.app.inject({ method, url, headers: auth(user.token) });
-      expect(res.statusCode, `${method} ${url}`).toBe(404);
-      expect(res.json().code).toBe('not_found');
+      expect(res.statusCode, `${method} ${url}`).toBe(405);
+      expect(res.json()).toEqual({
+        error: `Method ${method} is not allowed on ${url}.`,
+        code: 'method_not_allowed',
+      });
+      expect(res.headers.allow?.toString().split(', ').sort().join(', ')).toBe(allow);
     }
   });
 
   it('absurd Authorization headers are a 401, never a 500', async () => {
     for (const header of [
-      'Token ' + 'x'.repeat(10_000),
+      `Token ${'x'.repeat(10_000)}`,
       'Token \u0000',
       'Token  ',
       '   ',

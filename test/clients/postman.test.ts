@@ -11,7 +11,7 @@ import { backends, createTestApp, type TestApp } from '../helper.js';
 type NewmanStat = { total: number; pending: number; failed: number };
 type NewmanExecution = {
   item: { name: string };
-  request: { url: { toString(): string; getHost(): string } };
+  request: { url: { toString(): string } };
   response?: { code: number; text(): string };
   requestError?: Error;
 };
@@ -40,23 +40,21 @@ const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const ourCollectionPath = path.join(repoRoot, 'postman/collection.json');
 const ourEnvironmentPath = path.join(repoRoot, 'postman/environment.json');
 // In CI the repository is cloned next to a copy of shared/, so this relative path holds there too.
-const referenceCollectionPath = path.resolve(
-  repoRoot,
-  '../shared/reference/postman_collection.json',
-);
-const referenceEnvironmentPath = path.resolve(
-  repoRoot,
-  '../shared/reference/postman_environment_demo.json',
-);
+const referenceDir = path.resolve(repoRoot, '../shared/reference');
+const referenceCollectionPath = path.join(referenceDir, 'postman_collection.json');
+const referenceEnvironmentPath = path.join(referenceDir, 'postman_environment_demo.json');
 const hasReference = existsSync(referenceCollectionPath) && existsSync(referenceEnvironmentPath);
 if (!hasReference) {
   console.warn(
-    `Skipping the reference Postman collection: ${referenceCollectionPath} is absent ` +
-      '(it comes from shared/reference/, next to the repository).',
+    `Skipping the reference Postman collection: ${referenceDir} has no postman_collection.json ` +
+      'or postman_environment_demo.json (shared/ is expected next to the repository).',
   );
 }
 
-/** Our collection: 17 requests, and the assertions of each (see postman/collection.json). */
+/**
+ * Our collection: 17 requests; 52 assertions, 35 in the requests' own tests plus the
+ * collection-level "answers JSON" once per request.
+ */
 const OUR_REQUESTS = 17;
 const OUR_ASSERTIONS = 52;
 /** The reference collection: 4 requests with one (non-asserting) pm.test each. */
@@ -120,10 +118,11 @@ function withBaseUrl(environment: Record<string, unknown>, baseUrl: string) {
   };
 }
 
-function describeFailures(summary: NewmanSummary): string {
-  return summary.run.failures
-    .map((f) => `${f.source?.name ?? '?'}: ${f.error.name}: ${f.error.message}`)
-    .join('\n');
+/** One line per failed assertion or script error, e.g. `Referrals page (A): AssertionError: …`. */
+function failuresOf(summary: NewmanSummary): string[] {
+  return summary.run.failures.map(
+    (f) => `${f.source?.name ?? '?'}: ${f.error.name}: ${f.error.message}`,
+  );
 }
 
 function expectOnlyLocalRequests(summary: NewmanSummary, port: number) {
@@ -135,64 +134,87 @@ function expectOnlyLocalRequests(summary: NewmanSummary, port: number) {
   }
 }
 
-describe.each(backends)('Postman collections through newman (%s)', (backend) => {
-  let t: TestApp | undefined;
-  afterEach(async () => {
-    await t?.close();
-    t = undefined;
-  });
+type PostmanRequestItem = { name: string; request: { url: { raw: string } } };
 
-  async function startServer(): Promise<{ baseUrl: string; port: number }> {
-    t = await createTestApp({ backend });
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = t.app.server.address() as AddressInfo;
-    return { baseUrl: `http://127.0.0.1:${port}/api`, port };
-  }
+function requestsOf(node: PostmanNode): PostmanRequestItem[] {
+  return node.item ? node.item.flatMap(requestsOf) : [node as PostmanRequestItem];
+}
 
-  it('runs our collection green, every assertion included', {
-    timeout: RUN_TIMEOUT_MS,
-  }, async () => {
+describe('our Postman files', () => {
+  it('are Postman v2.1, with every URL under {{base_url}}', async () => {
     const collection = await readJson(ourCollectionPath);
     const environment = await readJson(ourEnvironmentPath);
-    expect(plannedRun(collection), 'update OUR_* after changing the collection').toEqual({
-      requests: OUR_REQUESTS,
-      assertions: OUR_ASSERTIONS,
-    });
-    const { baseUrl, port } = await startServer();
-
-    const summary = await runNewman(collection, withBaseUrl(environment, baseUrl), baseUrl);
-
-    expect(summary.run.failures, describeFailures(summary)).toEqual([]);
-    expectOnlyLocalRequests(summary, port);
-    const { stats } = summary.run;
-    expect(stats.requests).toEqual({ total: OUR_REQUESTS, pending: 0, failed: 0 });
-    expect(stats.assertions).toEqual({ total: OUR_ASSERTIONS, pending: 0, failed: 0 });
-    expect(stats.testScripts.failed).toBe(0);
-    expect(stats.prerequestScripts.failed).toBe(0);
-    // The run really went through the server: two codes sent, to two distinct fresh numbers.
-    const sentTo = new Set(t?.sms.sent.map((m) => m.to));
-    expect(sentTo.size).toBe(2);
-    for (const phone of sentTo) expect(phone).toMatch(/^\+7999\d{7}$/);
-  });
-
-  it('runs our collection twice against one server (fresh numbers each run)', {
-    timeout: RUN_TIMEOUT_MS,
-  }, async () => {
-    const collection = await readJson(ourCollectionPath);
-    const environment = await readJson(ourEnvironmentPath);
-    const { baseUrl } = await startServer();
-    for (let run = 0; run < 2; run++) {
-      const summary = await runNewman(collection, withBaseUrl(environment, baseUrl), baseUrl);
-      expect(summary.run.failures, describeFailures(summary)).toEqual([]);
-      expect(summary.run.stats.assertions.total).toBe(OUR_ASSERTIONS);
+    expect((collection.info as { schema: string }).schema).toBe(
+      'https://schema.getpostman.com/json/collection/v2.1.0/collection.json',
+    );
+    for (const item of requestsOf(collection)) {
+      expect(item.request.url.raw, item.name).toMatch(/^\{\{base_url\}\}\//);
     }
-    expect(new Set(t?.sms.sent.map((m) => m.to)).size).toBe(4);
+    // The run's state lives in collection variables: an environment value of the same name would
+    // take precedence over them, so the environment holds base_url alone.
+    expect(environment._postman_variable_scope).toBe('environment');
+    expect(environment.values).toEqual([
+      expect.objectContaining({ key: 'base_url', value: expect.stringMatching(/^http.*\/api$/) }),
+    ]);
   });
+});
 
-  it.skipIf(!hasReference)(
-    'runs the reference collection unchanged',
-    { timeout: RUN_TIMEOUT_MS },
-    async () => {
+describe.each(backends)(
+  'Postman collections through newman (%s)',
+  {
+    timeout: RUN_TIMEOUT_MS,
+  },
+  (backend) => {
+    let t: TestApp | undefined;
+    afterEach(async () => {
+      await t?.close();
+      t = undefined;
+    });
+
+    async function startServer(): Promise<{ baseUrl: string; port: number }> {
+      t = await createTestApp({ backend });
+      await t.app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = t.app.server.address() as AddressInfo;
+      return { baseUrl: `http://127.0.0.1:${port}/api`, port };
+    }
+
+    it('runs our collection green, every assertion included', async () => {
+      const collection = await readJson(ourCollectionPath);
+      const environment = await readJson(ourEnvironmentPath);
+      expect(plannedRun(collection), 'update OUR_* after changing the collection').toEqual({
+        requests: OUR_REQUESTS,
+        assertions: OUR_ASSERTIONS,
+      });
+      const { baseUrl, port } = await startServer();
+
+      const summary = await runNewman(collection, withBaseUrl(environment, baseUrl), baseUrl);
+
+      expect(failuresOf(summary)).toEqual([]);
+      expectOnlyLocalRequests(summary, port);
+      const { stats } = summary.run;
+      expect(stats.requests).toEqual({ total: OUR_REQUESTS, pending: 0, failed: 0 });
+      expect(stats.assertions).toEqual({ total: OUR_ASSERTIONS, pending: 0, failed: 0 });
+      expect(stats.testScripts.failed).toBe(0);
+      expect(stats.prerequestScripts.failed).toBe(0);
+      // The run really went through the server: two codes sent, to two distinct fresh numbers.
+      const sentTo = new Set(t?.sms.sent.map((m) => m.to));
+      expect(sentTo.size).toBe(2);
+      for (const phone of sentTo) expect(phone).toMatch(/^\+7999\d{7}$/);
+    });
+
+    it('runs our collection twice against one server (fresh numbers each run)', async () => {
+      const collection = await readJson(ourCollectionPath);
+      const environment = await readJson(ourEnvironmentPath);
+      const { baseUrl } = await startServer();
+      for (let run = 0; run < 2; run++) {
+        const summary = await runNewman(collection, withBaseUrl(environment, baseUrl), baseUrl);
+        expect(failuresOf(summary)).toEqual([]);
+        expect(summary.run.stats.assertions.total).toBe(OUR_ASSERTIONS);
+      }
+      expect(new Set(t?.sms.sent.map((m) => m.to)).size).toBe(4);
+    });
+
+    it.skipIf(!hasReference)('runs the reference collection unchanged', async () => {
       const collection = await readJson(referenceCollectionPath);
       const environment = await readJson(referenceEnvironmentPath);
       expect(plannedRun(collection)).toEqual({
@@ -203,7 +225,7 @@ describe.each(backends)('Postman collections through newman (%s)', (backend) => 
 
       const summary = await runNewman(collection, withBaseUrl(environment, baseUrl), baseUrl);
 
-      expect(summary.run.failures, describeFailures(summary)).toEqual([]);
+      expect(failuresOf(summary)).toEqual([]);
       expectOnlyLocalRequests(summary, port);
       const { stats } = summary.run;
       expect(stats.requests).toEqual({ total: REFERENCE_REQUESTS, pending: 0, failed: 0 });
@@ -252,6 +274,6 @@ describe.each(backends)('Postman collections through newman (%s)', (backend) => 
         error: 'You cannot activate your own invite code.',
         code: 'invite_own_code',
       });
-    },
-  );
-});
+    });
+  },
+);

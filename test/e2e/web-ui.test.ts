@@ -276,10 +276,10 @@ describe('web UI', { timeout: 60_000 }, () => {
     expect(script.status).toBe(200);
     expect(script.headers.get('content-type')).toMatch(/javascript/);
     const openapi = await fetch(`${baseUrl}/api/openapi.json`);
-    if (openapi.ok) {
-      const paths = Object.keys(((await openapi.json()) as { paths?: object }).paths ?? {});
-      expect(paths.filter((path) => path === '/' || path.startsWith('/assets'))).toEqual([]);
-    }
+    expect(openapi.status).toBe(200);
+    const paths = Object.keys(((await openapi.json()) as { paths?: object }).paths ?? {});
+    expect(paths).toContain('/api/profile/');
+    expect(paths.filter((path) => path === '/' || path.startsWith('/assets'))).toEqual([]);
   });
 
   test('signs in by phone and code, explains a wrong code, and survives a reload', async () => {

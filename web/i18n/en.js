@@ -36,7 +36,6 @@ export const en = {
 
   'invite.heading': 'Your invite code',
   'invite.lead': 'Share your code or link. Whoever activates it becomes your referral.',
-  'invite.codeLabel': 'Invite code',
   'invite.copyCode': 'Copy code',
   'invite.linkLabel': 'Share link',
   'invite.copyLink': 'Copy link',

@@ -36,7 +36,6 @@ export const ru = {
 
   'invite.heading': 'Ваш инвайт-код',
   'invite.lead': 'Поделитесь кодом или ссылкой. Тот, кто его активирует, станет вашим рефералом.',
-  'invite.codeLabel': 'Инвайт-код',
   'invite.copyCode': 'Скопировать код',
   'invite.linkLabel': 'Ссылка-приглашение',
   'invite.copyLink': 'Скопировать ссылку',
