@@ -49,6 +49,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // On shutdown, answers still in flight ask their clients to close the
+  // connection, so keep-alive sockets do not hold the close open until timeout.
+  let shuttingDown = false;
+  app.addHook('preClose', async () => {
+    shuttingDown = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (shuttingDown) reply.header('Connection', 'close');
+  });
+
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
   app.setErrorHandler(errorHandler);
