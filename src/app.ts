@@ -13,6 +13,7 @@ import { OtpService } from './auth/otp-service.js';
 import { normalizePhone } from './auth/phone.js';
 import { type SendLimiter, unlimited } from './auth/send-limiter.js';
 import { SessionService } from './auth/session-service.js';
+import { SignInService } from './auth/sign-in-service.js';
 import { UserService } from './auth/user-service.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
@@ -165,9 +166,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   await app.register(opsRoutes, { database, store });
   await app.register(authRoutes, {
     otp,
-    users,
+    signIns: new SignInService(otp, users, sessions, referrals),
     sessions,
-    referrals,
     phonePolicy,
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,

@@ -2,18 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
-import type { ReferralService } from '../referrals/referral-service.js';
 import { requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
 import { normalizePhone, type PhonePolicy } from './phone.js';
 import type { SessionService } from './session-service.js';
-import type { UserService } from './user-service.js';
+import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
   otp: OtpService;
-  users: UserService;
+  signIns: SignInService;
   sessions: SessionService;
-  referrals: ReferralService;
   phonePolicy: PhonePolicy;
   exposeDevCode: boolean;
   resendCooldownSeconds: number;
@@ -38,8 +36,7 @@ function tooMany(
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, users, sessions, referrals, phonePolicy, exposeDevCode, resendCooldownSeconds } =
-    options;
+  const { otp, signIns, sessions, phonePolicy, exposeDevCode, resendCooldownSeconds } = options;
 
   app.post(
     '/api/auth/request-code/',
@@ -120,7 +117,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, phonePolicy);
       const code = request.body.code.trim();
-      const result = await otp.verify(phoneNumber, code);
+      const result = await signIns.signIn(phoneNumber, code);
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -138,23 +135,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               'Too many wrong codes. Request a new code.',
               result.retryAfterSeconds,
             );
+          case 'account_blocked':
+            throw new ApiError('forbidden', 'This account is blocked.');
         }
       }
-      const { user, isNew } = await users.findOrCreate(phoneNumber);
-      if (user.isBlocked) throw new ApiError('forbidden', 'This account is blocked.');
-      const token = await sessions.issue(user.id);
-      const profile = await referrals.getProfile(user.id);
-      if (profile === null) throw new Error('user vanished during sign-in');
-      return {
-        token,
-        is_new_user: isNew,
-        user: {
-          id: profile.id,
-          phone_number: profile.phone_number,
-          invite_code: profile.invite_code,
-          activated_invite_code: profile.activated_invite_code,
-        },
-      };
+      return { token: result.token, is_new_user: result.isNewUser, user: result.user };
     },
   );
 

@@ -18,8 +18,12 @@ const DOCS_HTML = `<!doctype html>
 </html>`;
 
 /** The OpenAPI document and a ReDoc page, served from the installed package (no CDN). */
+let redocBundle: Buffer | undefined;
+
 export async function docsRoutes(app: FastifyInstance): Promise<void> {
-  const redocBundle = readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
+  // Read once per process: about 1 MB that never changes while it runs.
+  redocBundle ??= readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
+  const bundle = redocBundle;
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/docs/', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').send(DOCS_HTML),
@@ -28,6 +32,6 @@ export async function docsRoutes(app: FastifyInstance): Promise<void> {
     reply
       .type('application/javascript; charset=utf-8')
       .header('Cache-Control', 'public, max-age=86400')
-      .send(redocBundle),
+      .send(bundle),
   );
 }

@@ -1,14 +1,15 @@
 import Type from 'typebox';
-import { errorCodes } from '../errors.js';
+import { type ErrorCode, errorCodes } from '../errors.js';
 
 /** The one error body of the whole API. */
 export const ErrorSchema = Type.Object(
   {
     error: Type.String({ description: 'Human-readable message' }),
-    code: Type.Union(
-      errorCodes.map((c) => Type.Literal(c)),
-      { description: 'Machine-readable error code' },
-    ),
+    code: Type.Unsafe<ErrorCode>({
+      type: 'string',
+      enum: errorCodes,
+      description: 'Machine-readable error code',
+    }),
     fields: Type.Optional(
       Type.Record(Type.String(), Type.Array(Type.String()), {
         description: 'Per-field messages for invalid input',
