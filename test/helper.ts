@@ -94,7 +94,11 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
   };
 }
 
-async function freshPostgres(): Promise<{ database: Database; drop: () => Promise<void> }> {
+async function freshPostgres(): Promise<{
+  database: Database;
+  url: string;
+  drop: () => Promise<void>;
+}> {
   const created = await createTestDatabase();
   const database = await openDatabase({
     url: created.url,
@@ -104,6 +108,7 @@ async function freshPostgres(): Promise<{ database: Database; drop: () => Promis
   });
   return {
     database,
+    url: created.url,
     drop: async () => {
       await database.close();
       await created.drop();
@@ -129,6 +134,8 @@ export type TestApp = {
   clock: FakeClock;
   sms: FakeSms;
   backend: Backend;
+  /** Where a second instance of this deployment finds the same storage. */
+  storage: { databaseUrl?: string; redisKeyPrefix?: string };
   close(): Promise<void>;
 };
 
@@ -151,13 +158,37 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const cleanups: (() => Promise<void>)[] = [];
   let database: Database;
   let store: KeyValueStore;
-  if (options.shareWith) {
+  let storage: TestApp['storage'] = {};
+  const shared = options.shareWith?.storage;
+  if (options.shareWith && backend === 'postgres' && shared?.databaseUrl) {
+    // A real second instance: its own pool and its own Redis connection.
+    storage = shared;
+    const ownDatabase = await openDatabase({
+      url: shared.databaseUrl,
+      dataDir: '',
+      poolSize: 20,
+      logger,
+    });
+    const ownRedis = await RedisStore.connect({
+      url: process.env.TEST_REDIS_URL as string,
+      logger,
+      keyPrefix: shared.redisKeyPrefix ?? '',
+    });
+    database = ownDatabase;
+    store = ownRedis;
+    cleanups.push(
+      () => ownRedis.close(),
+      () => ownDatabase.close(),
+    );
+  } else if (options.shareWith) {
+    // The embedded default is one process: instances share its engine and memory.
     database = options.shareWith.deps.database;
     store = options.shareWith.deps.store;
   } else if (backend === 'postgres') {
     const fresh = await freshPostgres();
     database = fresh.database;
     const prefix = `t:${randomBytes(6).toString('hex')}:`;
+    storage = { databaseUrl: fresh.url, redisKeyPrefix: prefix };
     const redis = await RedisStore.connect({
       url: process.env.TEST_REDIS_URL as string,
       logger,
@@ -181,6 +212,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     clock,
     sms,
     backend,
+    storage,
     close: async () => {
       await app.close();
       for (const cleanup of cleanups) await cleanup();
