@@ -198,8 +198,12 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     expect(res.statusCode).toBe(200);
     // A token issued by one instance works on the other, and so does its revocation.
     const headers = { authorization: `Token ${res.json().token}` };
-    expect((await a.app.inject({ method: 'GET', url: '/api/profile/', headers })).statusCode).toBe(200);
+    expect((await a.app.inject({ method: 'GET', url: '/api/profile/', headers })).statusCode).toBe(
+      200,
+    );
     await b.app.inject({ method: 'POST', url: '/api/auth/logout/', headers });
-    expect((await a.app.inject({ method: 'GET', url: '/api/profile/', headers })).statusCode).toBe(401);
+    expect((await a.app.inject({ method: 'GET', url: '/api/profile/', headers })).statusCode).toBe(
+      401,
+    );
   });
 });
