@@ -159,9 +159,9 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     maxAttempts: config.OTP_MAX_ATTEMPTS,
     testCodes,
   });
-  const sessions = new SessionService(database.db, clock, random, config.TOKEN_TTL_DAYS);
+  const sessions = new SessionService(database, clock, random, config.TOKEN_TTL_DAYS);
   const users = new UserService(database.db, clock, random);
-  const referrals = new ReferralService(database.db, clock);
+  const referrals = new ReferralService(database, clock);
 
   await app.register(opsRoutes, { database, store });
   await app.register(authRoutes, {

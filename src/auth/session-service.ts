@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { and, eq, gt, isNull, or } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import { apiTokens, users } from '../db/schema.js';
+import { eq } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { apiTokens } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
 
@@ -22,7 +22,7 @@ export function hashToken(token: string): Buffer {
  */
 export class SessionService {
   constructor(
-    private readonly db: Db,
+    private readonly database: Database,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly ttlDays: number,
@@ -31,7 +31,7 @@ export class SessionService {
   async issue(userId: number): Promise<string> {
     const token = this.random.bytes(TOKEN_BYTES).toString('hex');
     const now = this.clock.now();
-    await this.db.insert(apiTokens).values({
+    await this.database.db.insert(apiTokens).values({
       userId,
       tokenHash: hashToken(token),
       createdAt: now,
@@ -43,27 +43,29 @@ export class SessionService {
   /** The user behind a live token, or null for unknown, expired, revoked or blocked. */
   async authenticate(token: string): Promise<AuthenticatedUser | null> {
     if (!TOKEN_FORMAT.test(token)) return null;
-    const [row] = await this.db
-      .select({ id: users.id, phoneNumber: users.phoneNumber, isStaff: users.isStaff })
-      .from(apiTokens)
-      .innerJoin(users, eq(users.id, apiTokens.userId))
-      .where(
-        and(
-          eq(apiTokens.tokenHash, hashToken(token)),
-          or(isNull(apiTokens.expiresAt), gt(apiTokens.expiresAt, this.clock.now())),
-          eq(users.isBlocked, false),
-        ),
-      )
-      .limit(1);
-    return row ?? null;
+    // Every request runs this: a named statement, prepared once per connection.
+    const [row] = await this.database.query<{
+      id: string;
+      phone_number: string;
+      is_staff: boolean;
+    }>(
+      'authenticate_token',
+      `select u.id, u.phone_number, u.is_staff from api_tokens t join users u on u.id = t.user_id
+       where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2) and not u.is_blocked
+       limit 1`,
+      [hashToken(token), this.clock.now()],
+    );
+    return row
+      ? { id: Number(row.id), phoneNumber: row.phone_number, isStaff: row.is_staff }
+      : null;
   }
 
   async revoke(token: string): Promise<void> {
-    await this.db.delete(apiTokens).where(eq(apiTokens.tokenHash, hashToken(token)));
+    await this.database.db.delete(apiTokens).where(eq(apiTokens.tokenHash, hashToken(token)));
   }
 
   async revokeAll(userId: number): Promise<number> {
-    const deleted = await this.db
+    const deleted = await this.database.db
       .delete(apiTokens)
       .where(eq(apiTokens.userId, userId))
       .returning({ id: apiTokens.id });

@@ -15,6 +15,15 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   kind: 'pglite' | 'postgres';
+  /**
+   * Runs one hot-path statement by name. On PostgreSQL it is prepared once per
+   * connection, so repeated requests skip parsing and planning.
+   */
+  query<Row = Record<string, unknown>>(
+    name: string,
+    text: string,
+    params: unknown[],
+  ): Promise<Row[]>;
   /** Applies pending migrations; safe when several instances start at once. */
   migrate(): Promise<void>;
   /** Throws when the database cannot answer. */
@@ -53,6 +62,8 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
   return {
     db,
     kind: 'pglite',
+    query: async <Row>(_name: string, text: string, params: unknown[]) =>
+      (await client.query<Row>(text, params)).rows,
     // One process owns a PGlite data directory, so no lock is needed here.
     migrate: () => migratePglite(db as never, { migrationsFolder }),
     ping: async () => {
@@ -81,6 +92,8 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   return {
     db,
     kind: 'postgres',
+    query: async <Row>(name: string, text: string, params: unknown[]) =>
+      (await pool.query({ name, text, values: params })).rows as Row[],
     migrate: async () => {
       const client = await pool.connect();
       try {

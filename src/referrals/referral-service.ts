@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
 import { normalizeInviteCode } from './invite-code.js';
@@ -30,8 +30,6 @@ const MAX_ACTIVATION_TRIES = 20;
 // Deadlock and serialization failures: the transaction is simply run again.
 const RETRYABLE = new Set(['40P01', '40001']);
 
-const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
-
 type Row = Record<string, unknown>;
 
 function rowsOf(result: unknown): Row[] {
@@ -47,39 +45,67 @@ export function decodeCursor(cursor: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
+type ProfileRow = {
+  id: string | number;
+  phone_number: string;
+  invite_code: string;
+  activated_invite_code: string | null;
+  referrals_count: number;
+  referral_phone: string | null;
+  referral_activated_at: Date | string | null;
+};
+
+type PageRow = {
+  phone_number: string | null;
+  activated_at: Date | string | null;
+  referral_seq: number | null;
+  referrals_count: number;
+};
+
+function toIso(value: Date | string | null): string {
+  return (value instanceof Date ? value : new Date(value ?? 0)).toISOString();
+}
+
 export class ReferralService {
+  private readonly db: Db;
+
   constructor(
-    private readonly db: Db,
+    private readonly database: Database,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.db = database.db;
+  }
 
   /** The profile in one round trip, with the first referrals embedded, oldest first. */
   async getProfile(userId: number): Promise<Profile | null> {
-    const result = await this.db.execute(sql`
-      select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
-        u.referrals_count,
-        coalesce((
-          select json_agg(json_build_object(
-              'phone_number', x.phone_number,
-              'activated_at', to_char(x.activated_at at time zone 'UTC', ${sql.raw(ISO_UTC)}))
-            order by x.referral_seq)
-          from (
-            select phone_number, activated_at, referral_seq from users
-            where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
-          ) x
-        ), '[]'::json) as referrals
-      from users u left join users r on r.id = u.referrer_id
-      where u.id = ${userId}`);
-    const row = rowsOf(result)[0];
-    if (!row) return null;
-    const referrals = typeof row.referrals === 'string' ? JSON.parse(row.referrals) : row.referrals;
+    const rows = await this.database.query<ProfileRow>(
+      'profile',
+      `select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
+         u.referrals_count, x.phone_number as referral_phone, x.activated_at as referral_activated_at
+       from users u
+       left join users r on r.id = u.referrer_id
+       left join lateral (
+         select phone_number, activated_at, referral_seq from users
+         where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+       ) x on true
+       where u.id = $1
+       order by x.referral_seq`,
+      [userId],
+    );
+    const first = rows[0];
+    if (!first) return null;
     return {
-      id: Number(row.id),
-      phone_number: row.phone_number as string,
-      invite_code: row.invite_code as string,
-      activated_invite_code: (row.activated_invite_code as string | null) ?? null,
-      referrals: referrals as Referral[],
-      referrals_count: Number(row.referrals_count),
+      id: Number(first.id),
+      phone_number: first.phone_number,
+      invite_code: first.invite_code,
+      activated_invite_code: first.activated_invite_code ?? null,
+      referrals: rows
+        .filter((r) => r.referral_phone !== null)
+        .map((r) => ({
+          phone_number: r.referral_phone as string,
+          activated_at: toIso(r.referral_activated_at),
+        })),
+      referrals_count: Number(first.referrals_count),
     };
   }
 
@@ -89,16 +115,18 @@ export class ReferralService {
    * `activate`), so no page ever skips or repeats a referral.
    */
   async listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage> {
-    const result = await this.db.execute(sql`
-      select x.phone_number, to_char(x.activated_at at time zone 'UTC', ${sql.raw(ISO_UTC)}) as activated_at,
-        x.referral_seq, u.referrals_count
-      from users u left join lateral (
-        select phone_number, activated_at, referral_seq from users
-        where referrer_id = u.id and referral_seq > ${afterSeq}
-        order by referral_seq limit ${limit + 1}
-      ) x on true
-      where u.id = ${userId}`);
-    const rows = rowsOf(result);
+    const rows = await this.database.query<PageRow>(
+      'referrals_page',
+      `select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
+       from users u left join lateral (
+         select phone_number, activated_at, referral_seq from users
+         where referrer_id = u.id and referral_seq > $2
+         order by referral_seq limit $3
+       ) x on true
+       where u.id = $1
+       order by x.referral_seq`,
+      [userId, afterSeq, limit + 1],
+    );
     const count = Number(rows[0]?.referrals_count ?? 0);
     const found = rows.filter((r) => r.referral_seq !== null);
     const page = found.slice(0, limit);
@@ -107,7 +135,7 @@ export class ReferralService {
       count,
       results: page.map((r) => ({
         phone_number: r.phone_number as string,
-        activated_at: r.activated_at as string,
+        activated_at: toIso(r.activated_at),
       })),
       next_cursor: found.length > limit && last ? encodeCursor(Number(last.referral_seq)) : null,
     };

@@ -41,6 +41,8 @@ export class RedisStore implements KeyValueStore {
       .map((s) => s.trim())
       .filter(Boolean);
     const common = {
+      // Commands issued in the same tick share one write: fewer syscalls per request.
+      enableAutoPipelining: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 3000,
