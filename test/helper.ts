@@ -5,7 +5,7 @@ import pino from 'pino';
 import { type App, type AppOptions, buildApp } from '../src/app.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { type Database, openDatabase, wrapPglite } from '../src/db/client.js';
+import { type Database, loadPgliteSeed, openDatabase, wrapPglite } from '../src/db/client.js';
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import { cryptoRandom } from '../src/lib/random.js';
@@ -55,7 +55,8 @@ let sharedPglite: Promise<PGlite> | undefined;
 /** One PGlite engine per test file (its start-up costs seconds); each app starts from empty tables. */
 async function freshPglite(): Promise<Database> {
   sharedPglite ??= (async () => {
-    const client = await PGlite.create();
+    const seed = loadPgliteSeed();
+    const client = await PGlite.create(seed ? { loadDataDir: seed } : {});
     await wrapPglite(client, false).migrate();
     return client;
   })();

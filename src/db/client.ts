@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
@@ -36,6 +37,21 @@ export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.me
 // Any fixed 64-bit number works; every instance must use the same one.
 const MIGRATION_LOCK_KEY = 7_366_290_512_001n;
 
+/**
+ * A migrated, empty PGlite data directory made by `npm install` (see
+ * build-pglite-seed.ts). Creating a database from scratch runs initdb, which
+ * takes seconds; unpacking this takes a fraction of that, so a first start
+ * answers sooner. Without it (e.g. running from source) PGlite starts empty.
+ */
+export const pgliteSeedFile = fileURLToPath(
+  new URL('../../dist/pglite-seed.tar.gz', import.meta.url),
+);
+
+export function loadPgliteSeed(): Blob | undefined {
+  if (!existsSync(pgliteSeedFile)) return undefined;
+  return new Blob([readFileSync(pgliteSeedFile)]);
+}
+
 export type DatabaseOptions = {
   /** postgres://…, memory://, or undefined for PGlite under dataDir. */
   url: string | undefined;
@@ -49,9 +65,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   let client: PGlite;
   if (options.url === undefined) {
     mkdirSync(options.dataDir, { recursive: true });
-    client = await PGlite.create(options.dataDir);
+    const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
+    const seed = fresh ? loadPgliteSeed() : undefined;
+    client = await PGlite.create(options.dataDir, seed ? { loadDataDir: seed } : {});
   } else {
-    client = await PGlite.create();
+    const seed = loadPgliteSeed();
+    client = await PGlite.create(seed ? { loadDataDir: seed } : {});
   }
   return wrapPglite(client);
 }
