@@ -40,13 +40,12 @@ export class RedisStore implements KeyValueStore {
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean);
-    const common = {
+    // Per connection (each node of a cluster has its own).
+    const connection = { maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 3000 };
+    const clientOptions = {
       // Commands issued in the same tick share one write: fewer syscalls per request.
       enableAutoPipelining: true,
       enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 3000,
-      commandTimeout: 3000,
       lazyConnect: true,
     };
     const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
@@ -58,13 +57,13 @@ export class RedisStore implements KeyValueStore {
           return { host: url.hostname, port: Number(url.port || 6379) };
         }),
         {
-          enableOfflineQueue: false,
+          ...clientOptions,
           clusterRetryStrategy: retryStrategy,
-          redisOptions: { ...common, ...passwordOf(seeds[0] as string) },
+          redisOptions: { ...connection, ...passwordOf(seeds[0] as string) },
         },
       );
     } else {
-      client = new Redis(seeds[0] as string, { ...common, retryStrategy });
+      client = new Redis(seeds[0] as string, { ...connection, ...clientOptions, retryStrategy });
     }
     let lastLoggedMs = 0;
     client.on('error', (error: Error) => {
