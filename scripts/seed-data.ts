@@ -70,13 +70,13 @@ type Options = {
   out: string | undefined;
 };
 
-function usage(message: string): never {
+function usage(message: string, exitCode = 2): never {
   process.stderr.write(
     `${message}\n\nusage: npm run seed:data -- --users N [--top-referrals N] [--tokens N]\n` +
       '  [--sample-users N] [--no-filler-tokens] [--no-vacuum] [--out FILE] [--database-url URL]\n' +
       'DATABASE_URL (postgres://…) is used when --database-url is not given.\n',
   );
-  process.exit(2);
+  process.exit(exitCode);
 }
 
 function wholeNumber(name: string, text: string | undefined, fallback: number): number {
@@ -102,7 +102,7 @@ function parseOptions(argv: string[]): Options {
     },
     strict: true,
   });
-  if (values.help) usage('Seeds users, referrals and tokens for the scale benchmarks.');
+  if (values.help) usage('Seeds users, referrals and tokens for the scale benchmarks.', 0);
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
   if (databaseUrl === undefined || !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     usage('A PostgreSQL database is required: set DATABASE_URL or --database-url postgres://…');
