@@ -40,9 +40,13 @@ export function encodeCursor(seq: number): string {
   return Buffer.from(`r1:${seq}`).toString('base64url');
 }
 
+const MAX_SEQ = 2_147_483_647;
+
 export function decodeCursor(cursor: string): number | null {
   const match = /^r1:(\d{1,10})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  return match ? Number(match[1]) : null;
+  const seq = match ? Number(match[1]) : Number.NaN;
+  // referral_seq is a PostgreSQL integer: a forged larger cursor must be a 400, not a query error.
+  return seq <= MAX_SEQ ? seq : null;
 }
 
 type ProfileRow = {

@@ -326,6 +326,7 @@ describe.each(backends)('bad input (%s)', (backend) => {
       `cursor=${'A'.repeat(5000)}`,
       'limit=1e309',
       'limit=1&limit=2',
+      'cursor=cjE6OTk5OTk5OTk5OQ',
       'cursor=%00',
       'limit=99999999999999999999',
     ]) {
