@@ -15,6 +15,7 @@ import { type SendLimiter, unlimited } from './auth/send-limiter.js';
 import { SessionService } from './auth/session-service.js';
 import { SignInService } from './auth/sign-in-service.js';
 import { UserService } from './auth/user-service.js';
+import { UserVersions } from './cache/user-versions.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
@@ -68,6 +69,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
 
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
+  app.decorateRequest('userVersion', null);
   app.setErrorHandler(errorHandler);
   // Methods registered per path, so that a known path with the wrong method
   // gets a 405 with Allow, as DRF answers, rather than a 404.
@@ -165,9 +167,18 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     maxAttempts: config.OTP_MAX_ATTEMPTS,
     testCodes,
   });
-  const sessions = new SessionService(database, clock, random, config.TOKEN_TTL_DAYS);
+  // Per-instance caches of tokens and profiles, kept coherent across instances (see UserVersions).
+  const versions = new UserVersions(store, random);
+  const sessions = new SessionService(database, clock, random, {
+    ttlDays: config.TOKEN_TTL_DAYS,
+    versions,
+    cacheSize: config.CACHE_SIZE,
+  });
   const users = new UserService(database.db, clock, random);
-  const referrals = new ReferralService(database, clock);
+  const referrals = new ReferralService(database, clock, {
+    versions,
+    cacheSize: config.CACHE_SIZE,
+  });
 
   await app.register(opsRoutes, { database, store });
   await app.register(authRoutes, {

@@ -28,6 +28,12 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: OptStr('postgres://… for PostgreSQL, memory:// for a throwaway PGlite'),
   DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
   DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
+  CACHE_SIZE: Int(
+    0,
+    10_000_000,
+    10_000,
+    'tokens and profiles each instance keeps in memory, coherent across instances (0: off)',
+  ),
   REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
   SECRET_KEY: OptStr('keys the HMAC of stored one-time codes; 32+ random characters'),
   SMS_PROVIDER: Type.Union(

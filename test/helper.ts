@@ -126,6 +126,8 @@ export type TestAppOptions = {
   shareWith?: TestApp;
   /** Use the configured send limits (default: the ones createSendLimiter builds from env). */
   appOptions?: AppOptions;
+  /** Puts something between this instance and its store (to make it fail on purpose). */
+  wrapStore?: (store: KeyValueStore) => KeyValueStore;
 };
 
 export type TestApp = {
@@ -203,6 +205,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     store = memory;
     cleanups.push(() => memory.close());
   }
+  if (options.wrapStore) store = options.wrapStore(store);
   const deps: Deps = { config, logger, clock, random: cryptoRandom, database, store, sms };
   const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
   await app.ready();

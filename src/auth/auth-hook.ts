@@ -6,6 +6,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     user: AuthenticatedUser | null;
     token: string | null;
+    /** The user's version read before the token check: reads may be cached under it. */
+    userVersion: string | null;
   }
 }
 
@@ -20,12 +22,13 @@ export function requireUser(sessions: SessionService) {
       throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
     }
     const match = SCHEME.exec(header);
-    const user = match?.[2] ? await sessions.authenticate(match[2]) : null;
-    if (!match?.[2] || user === null) {
+    const session = match?.[2] ? await sessions.authenticate(match[2]) : null;
+    if (!match?.[2] || session === null) {
       reply.header('WWW-Authenticate', 'Token');
       throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     }
-    request.user = user;
+    request.user = session.user;
+    request.userVersion = session.version;
     request.token = match[2];
   };
 }

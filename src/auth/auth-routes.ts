@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
-import { requireUser } from './auth-hook.js';
+import { currentUser, requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
 import { normalizePhone, type PhonePolicy } from './phone.js';
 import type { SessionService } from './session-service.js';
@@ -162,7 +162,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      await sessions.revoke(request.token as string);
+      await sessions.revoke(request.token as string, currentUser(request).id);
       return { success: true as const };
     },
   );
@@ -184,7 +184,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const revoked = await sessions.revokeAll((request.user as { id: number }).id);
+      const revoked = await sessions.revokeAll(currentUser(request).id);
       return { success: true as const, revoked };
     },
   );

@@ -29,8 +29,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
-  const loadProfile = async (userId: number) => {
-    const profile = await referrals.getProfile(userId);
+  const loadProfile = async (userId: number, version: string | null) => {
+    const profile = await referrals.getProfile(userId, version);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     return profile;
@@ -47,7 +47,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         response: { 200: profileRef, 401: errorRef, 503: errorRef },
       },
     },
-    async (request) => loadProfile(currentUser(request).id),
+    async (request) => loadProfile(currentUser(request).id, request.userVersion),
   );
 
   app.post(
@@ -80,7 +80,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
-        profile: await loadProfile(user.id),
+        // Read fresh: the version read before the activation is stale now.
+        profile: await loadProfile(user.id, null),
       };
     },
   );
@@ -131,7 +132,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      return referrals.listReferrals(currentUser(request).id, afterSeq, limit);
+      return referrals.listReferrals(currentUser(request).id, afterSeq, limit, request.userVersion);
     },
   );
 };

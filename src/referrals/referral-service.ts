@@ -1,4 +1,6 @@
 import { sql } from 'drizzle-orm';
+import { LRUCache } from 'lru-cache';
+import type { UserVersions, WriteScope } from '../cache/user-versions.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -24,6 +26,14 @@ export type ActivationError =
   | 'invite_cycle';
 
 export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
+
+export type ReferralServiceOptions = {
+  versions: UserVersions;
+  /** Profiles (and as many referrals pages) each instance keeps; 0: none. */
+  cacheSize: number;
+};
+
+type Cached<T> = { value: T; version: string };
 
 export const PROFILE_REFERRALS_LIMIT = 100;
 const MAX_ACTIVATION_TRIES = 20;
@@ -72,16 +82,45 @@ function toIso(value: Date | string | null): string {
 
 export class ReferralService {
   private readonly db: Db;
+  private readonly versions: UserVersions;
+  private readonly profiles: LRUCache<number, Cached<Profile>> | null;
+  private readonly pages: LRUCache<string, Cached<ReferralPage>> | null;
 
   constructor(
     private readonly database: Database,
     private readonly clock: Clock,
+    options: ReferralServiceOptions,
   ) {
     this.db = database.db;
+    this.versions = options.versions;
+    // Bounded by the referrals held, not the entries: a profile embeds up to 100.
+    const maxSize = options.cacheSize * 4;
+    this.profiles =
+      maxSize > 0
+        ? new LRUCache({ maxSize, sizeCalculation: (e) => 1 + e.value.referrals.length })
+        : null;
+    this.pages =
+      maxSize > 0
+        ? new LRUCache({ maxSize, sizeCalculation: (e) => 1 + e.value.results.length })
+        : null;
   }
 
-  /** The profile in one round trip, with the first referrals embedded, oldest first. */
-  async getProfile(userId: number): Promise<Profile | null> {
+  /**
+   * The profile, with the first referrals embedded, oldest first. `version` is
+   * the user's version read before this call (see UserVersions): the profile is
+   * served from memory while it is unchanged, and read fresh otherwise.
+   */
+  async getProfile(userId: number, version: string | null = null): Promise<Profile | null> {
+    const cached = version === null ? undefined : this.profiles?.get(userId);
+    if (cached?.version === version) return cached.value;
+    const profile = await this.readProfile(userId);
+    if (version !== null && profile !== null)
+      this.profiles?.set(userId, { value: profile, version });
+    return profile;
+  }
+
+  /** The profile in one round trip. */
+  private async readProfile(userId: number): Promise<Profile | null> {
     const rows = await this.database.query<ProfileRow>(
       'profile',
       `select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
@@ -116,9 +155,28 @@ export class ReferralService {
   /**
    * Pages through a user's referrals, oldest first. The cursor is the position
    * among the referrer's referrals, which only grows in commit order (see
-   * `activate`), so no page ever skips or repeats a referral.
+   * `activate`), so no page ever skips or repeats a referral. `version`: as
+   * for `getProfile`.
    */
-  async listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage> {
+  async listReferrals(
+    userId: number,
+    afterSeq: number,
+    limit: number,
+    version: string | null = null,
+  ): Promise<ReferralPage> {
+    const key = `${userId}:${afterSeq}:${limit}`;
+    const cached = version === null ? undefined : this.pages?.get(key);
+    if (cached?.version === version) return cached.value;
+    const page = await this.readReferrals(userId, afterSeq, limit);
+    if (version !== null) this.pages?.set(key, { value: page, version });
+    return page;
+  }
+
+  private async readReferrals(
+    userId: number,
+    afterSeq: number,
+    limit: number,
+  ): Promise<ReferralPage> {
     const rows = await this.database.query<PageRow>(
       'referrals_page',
       `select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
@@ -161,23 +219,30 @@ export class ReferralService {
   async activate(userId: number, rawCode: string): Promise<ActivationResult> {
     const code = normalizeInviteCode(rawCode);
     if (code === null) return { ok: false, error: 'invite_not_found' };
-    for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
-      try {
-        const outcome = await this.db.transaction((tx) =>
-          this.tryActivate(tx as unknown as Db, userId, code),
-        );
-        if (outcome !== 'retry') return outcome;
-      } catch (error) {
-        if (!RETRYABLE.has(sqlState(error) ?? '')) throw error;
+    // The user's profile and the owner's change: both are announced to caches.
+    const write = this.versions.begin();
+    try {
+      for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
+        try {
+          const outcome = await this.db.transaction((tx) =>
+            this.tryActivate(tx as unknown as Db, userId, code, write),
+          );
+          if (outcome !== 'retry') return outcome;
+        } catch (error) {
+          if (!RETRYABLE.has(sqlState(error) ?? '')) throw error;
+        }
       }
+      throw new Error('invite activation kept conflicting; giving up');
+    } finally {
+      await write.end();
     }
-    throw new Error('invite activation kept conflicting; giving up');
   }
 
   private async tryActivate(
     tx: Db,
     userId: number,
     code: string,
+    write: WriteScope,
   ): Promise<ActivationResult | 'retry'> {
     const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
@@ -211,6 +276,8 @@ export class ReferralService {
     if (!lockedUser || !lockedRoot) return { ok: false, error: 'invite_not_found' };
     if (lockedUser.referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
     if (lockedRoot.referrer_id !== null) return 'retry';
+    await write.add(userId);
+    await write.add(ownerId);
 
     // The owner's row is locked, so positions are handed out one at a time, in commit order.
     const counted = rowsOf(

@@ -6,6 +6,11 @@
  */
 export interface KeyValueStore {
   get(key: string): Promise<string | null>;
+  /**
+   * Reads several keys at one instant (null for each missing one). On a Redis
+   * Cluster the keys must share a hash tag, e.g. `v:{user:1}:a` and `v:{user:1}:b`.
+   */
+  getMany(keys: readonly string[]): Promise<(string | null)[]>;
   /** Sets the value and its TTL, replacing any previous value. */
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
   /** Sets the value only if the key does not exist; true when it was set. */

@@ -103,6 +103,10 @@ export class RedisStore implements KeyValueStore {
     return this.run(() => this.client.get(this.k(key)));
   }
 
+  getMany(keys: readonly string[]): Promise<(string | null)[]> {
+    return this.run(() => this.client.mget(keys.map((key) => this.k(key))));
+  }
+
   set(key: string, value: string, ttlSeconds: number): Promise<void> {
     return this.run(async () => {
       await this.client.set(this.k(key), value, 'EX', ttlSeconds);

@@ -104,6 +104,11 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
       keys.map(() => true),
     );
     expect(await Promise.all(keys.map((k) => store.getAndDelete(k)))).toEqual(keys.map(() => 'w'));
+    // Keys sharing a hash tag are read together from the node that holds them.
+    await Promise.all(keys.map((k) => store.set(`v:{${k}}:b`, 'b', 60)));
+    expect(await Promise.all(keys.map((k) => store.getMany([`v:{${k}}:a`, `v:{${k}}:b`])))).toEqual(
+      keys.map(() => [null, 'b']),
+    );
     const ttl = await store.ttlSeconds(`${keys[0]}:n`);
     expect(ttl).toBeGreaterThan(55);
     await store.ping();

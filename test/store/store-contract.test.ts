@@ -144,6 +144,22 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
     });
   });
 
+  describe('getMany', () => {
+    it('reads each key in order, null for the missing ones', async () => {
+      await store.set('v:{u1}:a', '1', 100);
+      await store.increment('v:{u1}:c', 100, 5);
+
+      expect(await store.getMany(['v:{u1}:a', 'v:{u1}:b', 'v:{u1}:c'])).toEqual(['1', null, '5']);
+    });
+
+    it('misses expired keys', async () => {
+      await store.set('v:{u2}:a', '1', 1);
+      await h.expire(1, async () => (await store.get('v:{u2}:a')) === null);
+
+      expect(await store.getMany(['v:{u2}:a'])).toEqual([null]);
+    });
+  });
+
   describe('setIfAbsent', () => {
     it('sets a missing key once, then refuses and keeps the first value and TTL', async () => {
       expect(await store.setIfAbsent('k', 'first', 100)).toBe(true);
