@@ -10,7 +10,7 @@ import Fastify, {
 } from 'fastify';
 import { authRoutes } from './auth/auth-routes.js';
 import { OtpService } from './auth/otp-service.js';
-import { normalizePhone } from './auth/phone.js';
+import { normalizePhone, phoneNormalizer } from './auth/phone.js';
 import { type SendLimiter, unlimited } from './auth/send-limiter.js';
 import { SessionService } from './auth/session-service.js';
 import { SignInService } from './auth/sign-in-service.js';
@@ -185,7 +185,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     otp,
     signIns: new SignInService(otp, users, sessions, referrals),
     sessions,
-    phonePolicy,
+    normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
   });

@@ -4,7 +4,7 @@ import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
-import { normalizePhone, type PhonePolicy } from './phone.js';
+import type { PhoneResult } from './phone.js';
 import type { SessionService } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
@@ -12,13 +12,14 @@ export type AuthRoutesOptions = {
   otp: OtpService;
   signIns: SignInService;
   sessions: SessionService;
-  phonePolicy: PhonePolicy;
+  /** Input as typed -> E.164 under the configured regions. */
+  normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
   resendCooldownSeconds: number;
 };
 
-function phoneOrThrow(input: string, policy: PhonePolicy): string {
-  const result = normalizePhone(input, policy);
+function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
+  const result = normalizePhone(input);
   if (result.ok) return result.phoneNumber;
   const message =
     result.reason === 'region_not_allowed'
@@ -36,7 +37,7 @@ function tooMany(
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, phonePolicy, exposeDevCode, resendCooldownSeconds } = options;
+  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
 
   app.post(
     '/api/auth/request-code/',
@@ -64,7 +65,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, phonePolicy);
+      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const result = await otp.issue(phoneNumber, request.ip);
       if (!result.ok) {
         if (result.error === 'rate_limited') {
@@ -115,7 +116,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, phonePolicy);
+      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code);
       if (!result.ok) {

@@ -1,4 +1,5 @@
 import { type CountryCode, parsePhoneNumberWithError } from 'libphonenumber-js/max';
+import { LRUCache } from 'lru-cache';
 
 export type PhonePolicy = {
   defaultRegion: string;
@@ -37,4 +38,25 @@ export function normalizePhone(input: string, policy: PhonePolicy): PhoneResult 
     }
   }
   return { ok: true, phoneNumber: parsed.number };
+}
+
+/**
+ * `normalizePhone` under one policy, remembering recent answers: parsing with
+ * the full metadata costs about 9 µs, a third of a wrong-code verification.
+ * Only inputs short enough to be numbers are remembered.
+ */
+export function phoneNormalizer(
+  policy: PhonePolicy,
+  size = 10_000,
+): (input: string) => PhoneResult {
+  const recent = new LRUCache<string, PhoneResult>({ max: size });
+  return (input) => {
+    if (input.length > MAX_INPUT_LENGTH * 2) return normalizePhone(input, policy);
+    let result = recent.get(input);
+    if (result === undefined) {
+      result = normalizePhone(input, policy);
+      recent.set(input, result);
+    }
+    return result;
+  };
 }
