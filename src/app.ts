@@ -174,7 +174,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     versions,
     cacheSize: config.CACHE_SIZE,
   });
-  const users = new UserService(database.db, clock, random);
+  const users = new UserService(database, clock, random);
   const referrals = new ReferralService(database, clock, {
     versions,
     cacheSize: config.CACHE_SIZE,
@@ -183,7 +183,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   await app.register(opsRoutes, { database, store });
   await app.register(authRoutes, {
     otp,
-    signIns: new SignInService(otp, users, sessions, referrals),
+    signIns: new SignInService(otp, users, sessions),
     sessions,
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',

@@ -6,6 +6,7 @@ import type { Database } from '../db/client.js';
 import { apiTokens } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
+import type { NewToken } from './user-service.js';
 
 export type AuthenticatedUser = { id: number; phoneNumber: string; isStaff: boolean };
 
@@ -59,16 +60,12 @@ export class SessionService {
     this.cache = options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize }) : null;
   }
 
-  async issue(userId: number): Promise<string> {
+  /** A new token, and what to store of it (see UserService.findOrCreate). */
+  newToken(): { token: string; stored: NewToken } {
     const token = this.random.bytes(TOKEN_BYTES).toString('hex');
-    const now = this.clock.now();
-    await this.database.db.insert(apiTokens).values({
-      userId,
-      tokenHash: hashToken(token),
-      createdAt: now,
-      expiresAt: this.ttlDays > 0 ? new Date(now.getTime() + this.ttlDays * DAY_MS) : null,
-    });
-    return token;
+    const expiresAt =
+      this.ttlDays > 0 ? new Date(this.clock.now().getTime() + this.ttlDays * DAY_MS) : null;
+    return { token, stored: { hash: hashToken(token), expiresAt } };
   }
 
   /** The user behind a live token, or null for unknown, expired, revoked or blocked. */

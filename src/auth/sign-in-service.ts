@@ -1,4 +1,3 @@
-import type { ReferralService } from '../referrals/referral-service.js';
 import type { OtpService, VerifyResult } from './otp-service.js';
 import type { SessionService } from './session-service.js';
 import type { UserService } from './user-service.js';
@@ -15,32 +14,29 @@ export type SignInResult =
   | Exclude<VerifyResult, { ok: true }>
   | { ok: false; error: 'account_blocked' };
 
-/** Verify-code as one step: check the code, find or create the user, issue a token. */
+/** Verify-code as one step: check the code, then find or create the user and store a token. */
 export class SignInService {
   constructor(
     private readonly otp: OtpService,
     private readonly users: UserService,
     private readonly sessions: SessionService,
-    private readonly referrals: ReferralService,
   ) {}
 
   async signIn(phoneNumber: string, code: string): Promise<SignInResult> {
     const verified = await this.otp.verify(phoneNumber, code);
     if (!verified.ok) return verified;
-    const { user, isNew } = await this.users.findOrCreate(phoneNumber);
+    const { token, stored } = this.sessions.newToken();
+    const { user, isNew } = await this.users.findOrCreate(phoneNumber, stored);
     if (user.isBlocked) return { ok: false, error: 'account_blocked' };
-    const token = await this.sessions.issue(user.id);
-    const profile = await this.referrals.getProfile(user.id);
-    if (profile === null) throw new Error('user vanished during sign-in');
     return {
       ok: true,
       token,
       isNewUser: isNew,
       user: {
-        id: profile.id,
-        phone_number: profile.phone_number,
-        invite_code: profile.invite_code,
-        activated_invite_code: profile.activated_invite_code,
+        id: user.id,
+        phone_number: user.phoneNumber,
+        invite_code: user.inviteCode,
+        activated_invite_code: user.activatedInviteCode,
       },
     };
   }

@@ -24,7 +24,7 @@ describe.each(backends)('invite code collisions (%s)', (backend) => {
 
   it('a drawn code that is taken is drawn again; the unique constraint decides', async () => {
     t = await createTestApp({ backend });
-    const db = t.deps.database.db;
+    const db = t.deps.database;
     const first = await new UserService(db, t.clock, scripted([0])).findOrCreate('+79991110001');
     // 'A' six times (taken), then 'B' six times.
     const second = await new UserService(
@@ -47,7 +47,7 @@ describe.each(backends)('invite code collisions (%s)', (backend) => {
 
   it('gives up with an error, not a loop, when every draw collides', async () => {
     t = await createTestApp({ backend });
-    const always = new UserService(t.deps.database.db, t.clock, scripted([2]));
+    const always = new UserService(t.deps.database, t.clock, scripted([2]));
     await always.findOrCreate('+79991110003');
     await expect(always.findOrCreate('+79991110004')).rejects.toThrow(
       'could not allocate a unique invite code',
