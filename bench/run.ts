@@ -639,9 +639,11 @@ async function startService(settings: ServiceSettings): Promise<Service> {
   const baseUrl = `http://${HOST}:${port}`;
   const logFile = join(settings.workDir, `service-${settings.backend}-${port}.log`);
   const log = openSync(logFile, 'a');
-  const nodeArgs = settings.cpuProfileDir
-    ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfileDir}`]
-    : [];
+  const nodeArgs = [
+    // Extra flags for the service's node, to compare settings (e.g. V8 heap sizes).
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    ...(settings.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfileDir}`] : []),
+  ];
   const started = performance.now();
   const child = track(
     spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'server.js')], {
@@ -1119,8 +1121,11 @@ async function seedScaleData(
   };
 }
 
-/** Profile and referral pages of the top referrer, and profiles of random users, at scale. */
-async function scaleWorkloads(context: Context, service: Service, seed: SeedSummary) {
+/**
+ * Profile and referral pages of the top referrer, and profiles of random users,
+ * at scale. `variant` names a second run of the same workloads (`-nocache`).
+ */
+async function scaleWorkloads(context: Context, service: Service, seed: SeedSummary, variant = '') {
   const base = service.baseUrl;
   const tokens = seed.topUser.tokens;
   const top = tokens[0] ?? '';
@@ -1154,7 +1159,7 @@ async function scaleWorkloads(context: Context, service: Service, seed: SeedSumm
   );
   // At full load the latency is mostly queueing; at 8 connections it is the request's own.
   for (const connections of [context.options.connections, LIGHT_CONNECTIONS]) {
-    const suffix = connections === context.options.connections ? '' : `@${connections}`;
+    const suffix = `${variant}${connections === context.options.connections ? '' : `@${connections}`}`;
     await runLoad(context, service, {
       workload: `scale-profile${suffix}`,
       description: `${users} users: GET /api/profile/ of the top referrer (${referralsCount} referrals), ${tokens.length} tokens`,
@@ -1171,7 +1176,7 @@ async function scaleWorkloads(context: Context, service: Service, seed: SeedSumm
     });
   }
   await runLoad(context, service, {
-    workload: 'scale-profile-random',
+    workload: `scale-profile-random${variant}`,
     description: `${users} users: GET /api/profile/ of ${seed.sampleUsers.length} random users`,
     expectedStatus: 200,
     job: {
@@ -1237,6 +1242,22 @@ async function runPostgres(context: Context, workDir: string, outcome: Outcome):
         const seed = await seedScaleData(options, databaseUrl.toString(), workDir);
         outcome.seed = seed.report;
         await scaleWorkloads(context, service, seed.summary);
+        // The same reads with the per-instance caches off: what every read
+        // costs in PostgreSQL (a first read, or CACHE_SIZE=0).
+        const uncached = await startService({
+          backend: 'postgres',
+          workDir,
+          env: {
+            DATABASE_URL: databaseUrl.toString(),
+            REDIS_URL: options.redisUrl,
+            CACHE_SIZE: '0',
+          },
+        });
+        try {
+          await scaleWorkloads(context, uncached, seed.summary, '-nocache');
+        } finally {
+          await stopProcess(uncached.child);
+        }
       },
     });
   } finally {

@@ -5,7 +5,13 @@ import pino from 'pino';
 import { type App, type AppOptions, buildApp } from '../src/app.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { type Database, loadPgliteSeed, openDatabase, wrapPglite } from '../src/db/client.js';
+import {
+  type Database,
+  loadPgliteSeed,
+  openDatabase,
+  pgliteStartParams,
+  wrapPglite,
+} from '../src/db/client.js';
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import { cryptoRandom } from '../src/lib/random.js';
@@ -56,7 +62,10 @@ let sharedPglite: Promise<PGlite> | undefined;
 async function freshPglite(): Promise<Database> {
   sharedPglite ??= (async () => {
     const seed = loadPgliteSeed();
-    const client = await PGlite.create(seed ? { loadDataDir: seed } : {});
+    const client = await PGlite.create({
+      startParams: pgliteStartParams,
+      ...(seed ? { loadDataDir: seed } : {}),
+    });
     await wrapPglite(client, false).migrate();
     return client;
   })();
