@@ -63,8 +63,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   app.addHook('preClose', async () => {
     shuttingDown = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
+  // A callback hook, not an async one: it runs on every answer, and needs no promise.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (shuttingDown) reply.header('Connection', 'close');
+    done(null, payload);
   });
 
   app.decorateRequest('user', null);
