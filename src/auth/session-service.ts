@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
-import type { UserVersions } from '../cache/user-versions.js';
+import { cacheAging, type UserVersions } from '../cache/user-versions.js';
 import type { Database } from '../db/client.js';
 import { apiTokens } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
@@ -58,7 +58,8 @@ export class SessionService {
   ) {
     this.ttlDays = options.ttlDays;
     this.versions = options.versions;
-    this.cache = options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize }) : null;
+    this.cache =
+      options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize, ...cacheAging(clock) }) : null;
   }
 
   /** A new token, and what to store of it (see UserService.findOrCreate). */

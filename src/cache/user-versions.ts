@@ -1,3 +1,4 @@
+import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
 import { type KeyValueStore, StoreUnavailableError } from '../store/key-value-store.js';
 
@@ -29,9 +30,9 @@ const PENDING_TTL_SECONDS = 3_600;
  *
  * Every write that changes what a token check or a profile read returns
  * (revoking tokens, activating a code, blocking a user) must go through
- * `write`. A change made behind the service's back, by hand in SQL, is not seen
- * by caches until the version expires: run with `CACHE_SIZE=0`, or bump the
- * version by deleting the user's keys.
+ * `write`. A change made behind the service's back, by hand in SQL, is seen
+ * when the entries reach `CACHE_MAX_AGE_MS`, or at once after deleting the
+ * user's version key; `CACHE_SIZE=0` turns the caches off.
  */
 export class UserVersions {
   constructor(
@@ -116,3 +117,15 @@ export type WriteScope = {
   add(userId: number): Promise<void>;
   end(): Promise<void>;
 };
+
+/**
+ * The longest a cached entry is used, however often it is confirmed: a bound
+ * on how long a change made by hand in SQL can go unseen.
+ */
+export const CACHE_MAX_AGE_MS = 60_000;
+
+/** Options for an LRUCache whose entries age by the service's clock. */
+export function cacheAging(clock: Clock) {
+  // ttlResolution 0: read the clock on every check (a fake one jumps in tests).
+  return { ttl: CACHE_MAX_AGE_MS, ttlResolution: 0, perf: { now: () => clock.now().getTime() } };
+}

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
-import type { UserVersions, WriteScope } from '../cache/user-versions.js';
+import { cacheAging, type UserVersions, type WriteScope } from '../cache/user-versions.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -95,13 +95,14 @@ export class ReferralService {
     this.versions = options.versions;
     // Bounded by the referrals held, not the entries: a profile embeds up to 100.
     const maxSize = options.cacheSize * 4;
+    const aging = cacheAging(clock);
     this.profiles =
       maxSize > 0
-        ? new LRUCache({ maxSize, sizeCalculation: (e) => 1 + e.value.referrals.length })
+        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.referrals.length })
         : null;
     this.pages =
       maxSize > 0
-        ? new LRUCache({ maxSize, sizeCalculation: (e) => 1 + e.value.results.length })
+        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.results.length })
         : null;
   }
 

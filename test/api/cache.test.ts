@@ -112,6 +112,19 @@ describe.each(backends)('caches across instances (%s)', (backend) => {
     expect((await get(a, owner)).json().referrals).toEqual([]);
   });
 
+  it('a change made by hand in SQL is seen once the cached entries reach their age limit', async () => {
+    const { a } = await deployment();
+    const user = await signIn(a);
+    expect((await get(a, user)).statusCode).toBe(200);
+    await a.deps.database.db.execute(
+      sql`update users set is_blocked = true where id = ${user.user.id}`,
+    );
+    a.clock.advance(59);
+    expect((await get(a, user)).statusCode).toBe(200);
+    a.clock.advance(2);
+    expect((await get(a, user)).statusCode).toBe(401);
+  });
+
   it('CACHE_SIZE=0 reads every request from the database', async () => {
     const { a } = await deployment({ CACHE_SIZE: '0' });
     const user = await signIn(a);
