@@ -634,12 +634,28 @@ const OPEN_LIMITS = {
   SMS_MAX_PER_HOUR: '0',
 };
 
+/** The node flags in package.json's `start` script (`node [flags] dist/server.js`). */
+function startScriptNodeArgs(): string[] {
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    scripts: { start: string };
+  };
+  const words = manifest.scripts.start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/server.js') {
+    throw new Error(
+      `npm start is "${manifest.scripts.start}": expected node [flags] dist/server.js`,
+    );
+  }
+  return words.slice(1, -1);
+}
+
 async function startService(settings: ServiceSettings): Promise<Service> {
   const port = await freePort();
   const baseUrl = `http://${HOST}:${port}`;
   const logFile = join(settings.workDir, `service-${settings.backend}-${port}.log`);
   const log = openSync(logFile, 'a');
   const nodeArgs = [
+    // The service runs as `npm start` runs it, with the same node flags.
+    ...startScriptNodeArgs(),
     // Extra flags for the service's node, to compare settings (e.g. V8 heap sizes).
     ...(process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
     ...(settings.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfileDir}`] : []),
