@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { SessionService } from '../auth/session-service.js';
@@ -29,6 +30,20 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
+  // The JSON of a cached answer, made once: a cache hit returns the very same
+  // object, so its serialised form is remembered beside it (and dropped with it).
+  const serialized = new WeakMap<object, string>();
+  const sendJson = (reply: FastifyReply, value: object) => {
+    let json = serialized.get(value);
+    if (json === undefined) {
+      // The route's serializer is fast-json-stringify from its 200 schema: a string.
+      json = reply.serialize(value) as string;
+      serialized.set(value, json);
+    }
+    // A string with a JSON content type is sent as it is, not serialised again.
+    return reply.type('application/json; charset=utf-8').send(json as never);
+  };
+
   const loadProfile = async (userId: number, version: string | null) => {
     const profile = await referrals.getProfile(userId, version);
     // The token was valid a moment ago; a user deleted in between is signed out.
@@ -47,7 +62,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         response: { 200: profileRef, 401: errorRef, 503: errorRef },
       },
     },
-    async (request) => loadProfile(currentUser(request).id, request.userVersion),
+    async (request, reply) =>
+      sendJson(reply, await loadProfile(currentUser(request).id, request.userVersion)),
   );
 
   app.post(
@@ -114,7 +130,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { cursor, limit = 100 } = request.query;
       // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
       if (!Number.isSafeInteger(limit)) {
@@ -132,7 +148,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      return referrals.listReferrals(currentUser(request).id, afterSeq, limit, request.userVersion);
+      const page = await referrals.listReferrals(
+        currentUser(request).id,
+        afterSeq,
+        limit,
+        request.userVersion,
+      );
+      return sendJson(reply, page);
     },
   );
 };
