@@ -346,7 +346,8 @@ describe('web UI', { timeout: 60_000 }, () => {
     expect(await storedToken(page)).toMatch(/.{20,}/);
 
     await page.getByRole('button', { name: 'Copy link' }).click();
-    expect(await statusText(page)).toBe('Link copied.');
+    // The welcome is still shown until the clipboard answers: wait for the new status.
+    await expect.poll(() => page.getByRole('status').textContent()).toBe('Link copied.');
     expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(
       `${baseUrl}/?invite=${inviteCode}`,
     );
