@@ -158,6 +158,14 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
         payload: { phone_number: phone, code: first.json().dev_code },
       });
       expect(verified.statusCode).toBe(200);
+      // Cached reads and a logout: the user's cache version keys share a hash tag.
+      const headers = { authorization: `Token ${verified.json().token}` };
+      const profile = () => app.inject({ method: 'GET', url: '/api/profile/', headers });
+      expect((await profile()).statusCode).toBe(200);
+      expect((await profile()).statusCode).toBe(200);
+      const logout = await app.inject({ method: 'POST', url: '/api/auth/logout/', headers });
+      expect(logout.statusCode).toBe(200);
+      expect((await profile()).statusCode).toBe(401);
       expect((await app.inject({ method: 'GET', url: '/readyz' })).json().store).toBe('ok');
     } finally {
       await app.close();
