@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { cacheAging, type UserVersions } from '../cache/user-versions.js';
@@ -32,7 +32,7 @@ const DAY_MS = 86_400_000;
 
 export function hashToken(token: string): Buffer {
   // The one-shot hash: a third of the cost of createHash() on every request.
-  return hash('sha256', token, 'buffer');
+  return oneShotHash('sha256', token, 'buffer');
 }
 
 /**
