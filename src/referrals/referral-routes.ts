@@ -30,18 +30,19 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
-  // The JSON of a cached answer, made once: a cache hit returns the very same
-  // object, so its serialised form is remembered beside it (and dropped with it).
-  const serialized = new WeakMap<object, string>();
+  // The JSON of a cached answer, encoded once: a cache hit returns the very same
+  // object, so its bytes are remembered beside it (and dropped with it). Sending
+  // bytes also spares encoding a string on every answer.
+  const encoded = new WeakMap<object, Buffer>();
   const sendJson = (reply: FastifyReply, value: object) => {
-    let json = serialized.get(value);
-    if (json === undefined) {
+    let body = encoded.get(value);
+    if (body === undefined) {
       // The route's serializer is fast-json-stringify from its 200 schema: a string.
-      json = reply.serialize(value) as string;
-      serialized.set(value, json);
+      body = Buffer.from(reply.serialize(value) as string);
+      encoded.set(value, body);
     }
-    // A string with a JSON content type is sent as it is, not serialised again.
-    return reply.type('application/json; charset=utf-8').send(json as never);
+    // Bytes with a JSON content type are sent as they are, not serialised again.
+    return reply.type('application/json; charset=utf-8').send(body as never);
   };
 
   const loadProfile = async (userId: number, version: string | null) => {
