@@ -87,6 +87,31 @@ describe.each(backends)('caches across instances (%s)', (backend) => {
     expect((await get(b, referee)).json().activated_invite_code).toBe(owner.user.invite_code);
   });
 
+  it('reads racing activations on the other instance never miss one that has answered', async () => {
+    const { a, b } = await deployment();
+    const owner = await signIn(a);
+    const referees = await Promise.all(Array.from({ length: 12 }, () => signIn(a)));
+    let done = 0;
+    const activations = referees.map(async (referee) => {
+      const res = await post(a, referee, '/api/profile/', { invite_code: owner.user.invite_code });
+      expect(res.statusCode).toBe(200);
+      done += 1;
+    });
+    // Instance B reads all along; each answer must count at least the
+    // activations that had answered before the read was sent.
+    const reads = (async () => {
+      while (done < referees.length) {
+        const answeredBefore = done;
+        const count = (await get(b, owner)).json().referrals_count;
+        expect(count).toBeGreaterThanOrEqual(answeredBefore);
+        // A cached read completes without I/O: let the activations run.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    await Promise.all([...activations, reads]);
+    expect((await get(b, owner)).json().referrals_count).toBe(referees.length);
+  });
+
   it('a remembered token still expires on time', async () => {
     const { a, b } = await deployment({ TOKEN_TTL_DAYS: '1' });
     const user = await signIn(a);
