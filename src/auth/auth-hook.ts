@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import { sendApiError } from '../http/error-handler.js';
 import type { AuthenticatedUser, SessionService } from './session-service.js';
 
 declare module 'fastify' {
@@ -16,32 +15,21 @@ const SCHEME = /^\s*(Token|Bearer)\s+(\S+)\s*$/i;
 
 /** Reads `Authorization: Token <key>` (or `Bearer <key>`) and rejects requests without a live token. */
 export function requireUser(sessions: SessionService) {
-  // Refusals are answered, not thrown: guessing tokens is a path attackers take.
-  return async (
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ): Promise<FastifyReply | undefined> => {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const header = request.headers.authorization;
     if (header === undefined || header.trim() === '') {
       reply.header('WWW-Authenticate', 'Token');
-      return sendApiError(
-        reply,
-        new ApiError('not_authenticated', 'Authentication credentials were not provided.'),
-      );
+      throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
     }
     const match = SCHEME.exec(header);
     const session = match?.[2] ? await sessions.authenticate(match[2]) : null;
     if (!match?.[2] || session === null) {
       reply.header('WWW-Authenticate', 'Token');
-      return sendApiError(
-        reply,
-        new ApiError('invalid_token', 'Invalid, expired or revoked token.'),
-      );
+      throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     }
     request.user = session.user;
     request.userVersion = session.version;
     request.token = match[2];
-    return undefined;
   };
 }
 

@@ -1,13 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
-import { sendApiError } from '../http/error-handler.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
 import type { SessionService } from './session-service.js';
-import type { SignInResult, SignInService } from './sign-in-service.js';
+import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
   otp: OtpService;
@@ -27,25 +26,6 @@ function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneRes
       ? 'Phone numbers from this region are not supported.'
       : 'Enter a valid phone number, e.g. +79991234567.';
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
-}
-
-function signInError(result: Exclude<SignInResult, { ok: true }>): ApiError {
-  switch (result.error) {
-    case 'code_expired':
-      return new ApiError('code_expired', 'No valid code for this number. Request a new code.');
-    case 'invalid_code':
-      return new ApiError('invalid_code', 'Invalid verification code.', {
-        attempts_left: result.attemptsLeft,
-      });
-    case 'too_many_attempts':
-      return tooMany(
-        'too_many_attempts',
-        'Too many wrong codes. Request a new code.',
-        result.retryAfterSeconds,
-      );
-    case 'account_blocked':
-      return new ApiError('forbidden', 'This account is blocked.');
-  }
 }
 
 function tooMany(
@@ -135,12 +115,31 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request, reply) => {
+    async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code);
-      // Answered, not thrown: a wrong code is the path brute force takes.
-      if (!result.ok) return sendApiError(reply, signInError(result));
+      if (!result.ok) {
+        switch (result.error) {
+          case 'code_expired':
+            throw new ApiError(
+              'code_expired',
+              'No valid code for this number. Request a new code.',
+            );
+          case 'invalid_code':
+            throw new ApiError('invalid_code', 'Invalid verification code.', {
+              attempts_left: result.attemptsLeft,
+            });
+          case 'too_many_attempts':
+            throw tooMany(
+              'too_many_attempts',
+              'Too many wrong codes. Request a new code.',
+              result.retryAfterSeconds,
+            );
+          case 'account_blocked':
+            throw new ApiError('forbidden', 'This account is blocked.');
+        }
+      }
       return { token: result.token, is_new_user: result.isNewUser, user: result.user };
     },
   );
