@@ -523,15 +523,7 @@ type CpuUse = {
 
 function cpuUse(before: CpuSnapshot, after: CpuSnapshot, servicePid: number, loadPid: number) {
   const seconds = (after.atMs - before.atMs) / 1000;
-  const use: CpuUse = {
-    service: 0,
-    loadGenerator: 0,
-    postgres: 0,
-    redis: 0,
-    other: 0,
-    machineBusy: 0,
-    steal: 0,
-  };
+  const use = emptyCpu();
   for (const [pid, now] of after.procs) {
     const ticks = now.ticks - (before.procs.get(pid)?.ticks ?? now.ticks);
     const pct = (ticks / CLOCK_TICKS / seconds) * 100;
