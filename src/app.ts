@@ -167,6 +167,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     length: config.OTP_LENGTH,
     ttlSeconds: config.OTP_TTL_SECONDS,
     maxAttempts: config.OTP_MAX_ATTEMPTS,
+    maxFailedPerHour: config.OTP_MAX_FAILED_PER_PHONE_PER_HOUR,
     testCodes,
   });
   // Per-instance caches of tokens and profiles, kept coherent across instances (see UserVersions).

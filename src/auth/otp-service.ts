@@ -1,15 +1,18 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import { type Random, randomString } from '../lib/random.js';
 import { SmsDeliveryError, type SmsSender } from '../sms/sms-sender.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
-import type { SendLimiter } from './send-limiter.js';
+import type { LimitVerdict, SendLimiter } from './send-limiter.js';
+import { SlidingWindow } from './sliding-window.js';
 
 export type OtpSettings = {
   secretKey: string;
   length: number;
   ttlSeconds: number;
   maxAttempts: number;
+  /** Wrong guesses allowed per number in any hour, across its codes (0: no cap). */
+  maxFailedPerHour: number;
   /** E.164 number -> fixed code: no SMS, no send caps (CI and app review). */
   testCodes: Map<string, string>;
 };
@@ -27,13 +30,19 @@ export type VerifyResult =
 
 const DIGITS = '0123456789';
 
+const HOUR_SECONDS = 3600;
+
 /**
  * One-time codes. A code is stored only as an HMAC keyed by SECRET_KEY (a leak
  * of the store does not reveal live codes), expires after its TTL by the
  * injected clock, admits OTP_MAX_ATTEMPTS guesses, and is consumed by exactly
  * one successful verification. Requesting a new code replaces the old one.
+ * Wrong guesses are also capped per number and hour, across codes.
  */
 export class OtpService {
+  private readonly failedGuesses: SlidingWindow;
+  private readonly hmacKey: KeyObject;
+
   constructor(
     private readonly store: KeyValueStore,
     private readonly clock: Clock,
@@ -41,18 +50,30 @@ export class OtpService {
     private readonly sms: SmsSender,
     private readonly limiter: SendLimiter,
     private readonly settings: OtpSettings,
-  ) {}
-
-  private codeKey(phoneNumber: string): string {
-    return `otp:${phoneNumber}`;
+  ) {
+    this.failedGuesses = new SlidingWindow(
+      store,
+      clock,
+      'guess',
+      settings.maxFailedPerHour,
+      HOUR_SECONDS,
+    );
+    this.hmacKey = createSecretKey(Buffer.from(settings.secretKey));
   }
 
-  private attemptsKey(phoneNumber: string, codeId: string): string {
-    return `otp-attempts:${phoneNumber}:${codeId}`;
+  // The number is the hash tag of every key of its code, so that verification
+  // can count and read them in one step on a Redis Cluster too.
+  private codeKey(phoneNumber: string): string {
+    return `otp:{${phoneNumber}}`;
+  }
+
+  /** Guesses at the current code; reset whenever a new code is stored. */
+  private attemptsKey(phoneNumber: string): string {
+    return `otp:{${phoneNumber}}:attempts`;
   }
 
   private hash(phoneNumber: string, code: string): Buffer {
-    return createHmac('sha256', this.settings.secretKey).update(`${phoneNumber}\n${code}`).digest();
+    return createHmac('sha256', this.hmacKey).update(`${phoneNumber}\n${code}`).digest();
   }
 
   async issue(phoneNumber: string, clientIp: string): Promise<IssueResult> {
@@ -68,7 +89,9 @@ export class OtpService {
     const record = `${codeId}.${expiresAtMs}.${this.hash(phoneNumber, code).toString('base64url')}`;
     // The record is written before the SMS goes out so that a fast user can
     // verify at once; it is withdrawn if the message was never delivered.
-    await this.store.set(this.codeKey(phoneNumber), record, this.settings.ttlSeconds);
+    await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
+      this.attemptsKey(phoneNumber),
+    ]);
     if (testCode !== undefined) return { ok: true, code };
     try {
       await this.sms.send(phoneNumber, `Your verification code: ${code}`);
@@ -81,28 +104,44 @@ export class OtpService {
   }
 
   async verify(phoneNumber: string, code: string): Promise<VerifyResult> {
-    const key = this.codeKey(phoneNumber);
-    const record = await this.store.get(key);
-    if (record === null) return { ok: false, error: 'code_expired' };
-    const [codeId = '', expiresAt = '0', storedHash = ''] = record.split('.');
-    const nowMs = this.clock.now().getTime();
-    const remainingSeconds = Math.ceil((Number(expiresAt) - nowMs) / 1000);
-    if (remainingSeconds <= 0) return { ok: false, error: 'code_expired' };
+    const ttlSeconds = this.settings.ttlSeconds;
+    const attempts = { key: this.attemptsKey(phoneNumber), ttlSeconds };
+    const guess = this.failedGuesses.enabled ? this.failedGuesses.prepareTake(phoneNumber) : null;
+    // One step counts this guess (at the code, and in the hourly cap) and reads
+    // the code: parallel guesses each take their own slot before any comparison,
+    // so no burst of requests can compare more than the caps allow.
+    const { counts, values } = await this.store.incrementAndGet(
+      guess ? [attempts, guess.counter] : [attempts],
+      guess ? [this.codeKey(phoneNumber), guess.previousKey] : [this.codeKey(phoneNumber)],
+    );
+    const [attempt = 0, guessCount = 0] = counts;
+    const [record = null, previousGuesses = null] = values;
+    const hourlyCap = guess ? guess.judge(guessCount, previousGuesses) : { ok: true as const };
+    const result = await this.check(phoneNumber, code, record, attempt, hourlyCap);
+    // Only wrong guesses at a live code stay counted in the hourly cap.
+    if (guess && (result.ok || result.error !== 'invalid_code'))
+      await this.failedGuesses.refund(guess);
+    return result;
+  }
 
-    const lockout = await this.limiter.checkGuesses(phoneNumber);
-    if (!lockout.ok) {
+  private async check(
+    phoneNumber: string,
+    code: string,
+    record: string | null,
+    attempt: number,
+    hourlyCap: LimitVerdict,
+  ): Promise<VerifyResult> {
+    if (record === null) return { ok: false, error: 'code_expired' };
+    const [, expiresAt = '0', storedHash = ''] = record.split('.');
+    if (Number(expiresAt) <= this.clock.now().getTime())
+      return { ok: false, error: 'code_expired' };
+    if (!hourlyCap.ok) {
       return {
         ok: false,
         error: 'too_many_attempts',
-        retryAfterSeconds: lockout.retryAfterSeconds,
+        retryAfterSeconds: hourlyCap.retryAfterSeconds,
       };
     }
-    // The attempt is counted before the comparison: parallel guesses each take
-    // their own slot, so no burst of requests can compare more than maxAttempts.
-    const attempt = await this.store.increment(
-      this.attemptsKey(phoneNumber, codeId),
-      remainingSeconds,
-    );
     if (attempt > this.settings.maxAttempts) {
       return {
         ok: false,
@@ -116,10 +155,9 @@ export class OtpService {
     if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
       // Compare-and-delete: of concurrent verifications with the right code,
       // exactly one removes the record and signs in.
-      if (await this.store.deleteIfEquals(key, record)) return { ok: true };
+      if (await this.store.deleteIfEquals(this.codeKey(phoneNumber), record)) return { ok: true };
       return { ok: false, error: 'code_expired' };
     }
-    await this.limiter.recordFailedGuess(phoneNumber);
     return { ok: false, error: 'invalid_code', attemptsLeft: this.settings.maxAttempts - attempt };
   }
 }

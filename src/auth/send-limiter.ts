@@ -1,15 +1,13 @@
 export type LimitVerdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
- * Where abuse controls plug into the code flow: caps on sending codes, and
- * on wrong guesses across codes. Counters live in the shared store.
+ * Where abuse controls plug into the code flow: caps on sending codes.
+ * Counters live in the shared store. (Wrong guesses are capped by OtpService,
+ * which counts them in the same step as it reads the code.)
  */
 export interface SendLimiter {
   /** Takes one send from every budget that applies, or says when to retry. */
   reserve(phoneNumber: string, clientIp: string): Promise<LimitVerdict>;
-  /** Whether this number may still guess (caps wrong guesses across codes). */
-  checkGuesses(phoneNumber: string): Promise<LimitVerdict>;
-  recordFailedGuess(phoneNumber: string): Promise<void>;
   /** Seconds until this number may be sent a new code (at least 1). */
   secondsUntilNextCode(phoneNumber: string): Promise<number>;
 }
@@ -17,7 +15,5 @@ export interface SendLimiter {
 /** No limits at all. */
 export const unlimited: SendLimiter = {
   reserve: async () => ({ ok: true }),
-  checkGuesses: async () => ({ ok: true }),
-  recordFailedGuess: async () => {},
   secondsUntilNextCode: async () => 1,
 };

@@ -1,6 +1,13 @@
 import type { Clock } from '../lib/clock.js';
-import type { KeyValueStore } from '../store/key-value-store.js';
+import type { Counter, KeyValueStore } from '../store/key-value-store.js';
 import type { LimitVerdict } from './send-limiter.js';
+
+/** A `take` split into its store operations and its verdict (see `prepareTake`). */
+export type PreparedTake = {
+  counter: Counter;
+  previousKey: string;
+  judge(current: number, previousText: string | null): LimitVerdict;
+};
 
 /**
  * A sliding-window counter: "at most `limit` events in any `windowSeconds`",
@@ -29,10 +36,11 @@ export class SlidingWindow {
     return { index, windowMs, elapsed: (nowMs - index * windowMs) / windowMs };
   }
 
+  /** The subject is the key's hash tag, so a caller may batch it with its own keys on a Redis Cluster. */
   private keys(subject: string, index: number) {
     return {
-      current: `rl:${this.name}:${subject}:${index}`,
-      previous: `rl:${this.name}:${subject}:${index - 1}`,
+      current: `rl:${this.name}:{${subject}}:${index}`,
+      previous: `rl:${this.name}:{${subject}}:${index - 1}`,
     };
   }
 
@@ -56,25 +64,46 @@ export class SlidingWindow {
     return Math.max(1, Math.ceil(untilNext + f * windowSeconds));
   }
 
+  /**
+   * What `take` does in the store, for a caller that batches it with its own
+   * store operations: increment `counter`, read `previousKey` at the same
+   * instant, then `judge` the two. A refusal must be given back with `refund`.
+   */
+  prepareTake(subject: string): PreparedTake {
+    const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
+    const keys = this.keys(subject, index);
+    return {
+      counter: { key: keys.current, ttlSeconds: this.windowSeconds * 2 },
+      previousKey: keys.previous,
+      judge: (current, previousText) => {
+        const previous = Number(previousText ?? 0);
+        if (this.estimate(previous, current, elapsed) <= this.limit) return { ok: true };
+        return {
+          ok: false,
+          retryAfterSeconds: this.retryAfter(previous, current - 1, elapsed, windowMs),
+        };
+      },
+    };
+  }
+
+  /** Gives back the event counted by a prepared take (refused, or not to be counted after all). */
+  async refund(take: PreparedTake): Promise<void> {
+    await this.store.increment(take.counter.key, take.counter.ttlSeconds, -1);
+  }
+
   /** Counts one event if it fits; otherwise counts nothing and says when to retry. */
   async take(subject: string): Promise<LimitVerdict> {
     if (!this.enabled) return { ok: true };
-    const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
-    const keys = this.keys(subject, index);
-    const ttl = this.windowSeconds * 2;
+    const prepared = this.prepareTake(subject);
     // Increment first, then judge: concurrent requests each see a distinct count,
     // so no burst can slip past the limit between a read and a write.
-    const [current, previousText] = await Promise.all([
-      this.store.increment(keys.current, ttl),
-      this.store.get(keys.previous),
-    ]);
-    const previous = Number(previousText ?? 0);
-    if (this.estimate(previous, current, elapsed) <= this.limit) return { ok: true };
-    await this.store.increment(keys.current, ttl, -1);
-    return {
-      ok: false,
-      retryAfterSeconds: this.retryAfter(previous, current - 1, elapsed, windowMs),
-    };
+    const {
+      counts: [current = 0],
+      values: [previous = null],
+    } = await this.store.incrementAndGet([prepared.counter], [prepared.previousKey]);
+    const verdict = prepared.judge(current, previous);
+    if (!verdict.ok) await this.refund(prepared);
+    return verdict;
   }
 
   /** Gives back an event counted by `take` (when a later check refused the request). */
@@ -82,27 +111,5 @@ export class SlidingWindow {
     if (!this.enabled) return;
     const { index } = this.position(this.clock.now().getTime());
     await this.store.increment(this.keys(subject, index).current, this.windowSeconds * 2, -1);
-  }
-
-  /** Whether one more event would fit, without counting it. */
-  async peek(subject: string): Promise<LimitVerdict> {
-    if (!this.enabled) return { ok: true };
-    const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
-    const keys = this.keys(subject, index);
-    const [currentText, previousText] = await Promise.all([
-      this.store.get(keys.current),
-      this.store.get(keys.previous),
-    ]);
-    const current = Number(currentText ?? 0);
-    const previous = Number(previousText ?? 0);
-    if (this.estimate(previous, current + 1, elapsed) <= this.limit) return { ok: true };
-    return { ok: false, retryAfterSeconds: this.retryAfter(previous, current, elapsed, windowMs) };
-  }
-
-  /** Counts one event unconditionally. */
-  async record(subject: string): Promise<void> {
-    if (!this.enabled) return;
-    const { index } = this.position(this.clock.now().getTime());
-    await this.store.increment(this.keys(subject, index).current, this.windowSeconds * 2);
   }
 }

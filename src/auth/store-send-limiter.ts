@@ -9,7 +9,6 @@ export type SendLimits = {
   maxPerPhonePerHour: number;
   maxPerIpPerHour: number;
   smsMaxPerHour: number;
-  maxFailedGuessesPerPhonePerHour: number;
 };
 
 const HOUR_SECONDS = 3600;
@@ -34,7 +33,7 @@ export function clientKey(ip: string): string {
 }
 
 /**
- * Send and guess limits kept in the shared store, so every instance enforces
+ * Send limits kept in the shared store, so every instance enforces
  * one limit together. A request must fit every budget; if a later one refuses,
  * what the earlier ones counted is given back, so a refused request costs the
  * caller nothing (an honest user is not locked out by an attacker's refusals
@@ -44,7 +43,6 @@ export class StoreSendLimiter implements SendLimiter {
   private readonly perPhone: SlidingWindow;
   private readonly perIp: SlidingWindow;
   private readonly global: SlidingWindow;
-  private readonly failedGuesses: SlidingWindow;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -60,13 +58,6 @@ export class StoreSendLimiter implements SendLimiter {
     );
     this.perIp = new SlidingWindow(store, clock, 'ip', limits.maxPerIpPerHour, HOUR_SECONDS);
     this.global = new SlidingWindow(store, clock, 'sms', limits.smsMaxPerHour, HOUR_SECONDS);
-    this.failedGuesses = new SlidingWindow(
-      store,
-      clock,
-      'guess',
-      limits.maxFailedGuessesPerPhonePerHour,
-      HOUR_SECONDS,
-    );
   }
 
   private cooldownKey(phoneNumber: string): string {
@@ -123,14 +114,6 @@ export class StoreSendLimiter implements SendLimiter {
       undo.push(() => window.release(subject));
     }
     return { ok: true };
-  }
-
-  checkGuesses(phoneNumber: string): Promise<LimitVerdict> {
-    return this.failedGuesses.peek(phoneNumber);
-  }
-
-  recordFailedGuess(phoneNumber: string): Promise<void> {
-    return this.failedGuesses.record(phoneNumber);
   }
 
   async secondsUntilNextCode(phoneNumber: string): Promise<number> {

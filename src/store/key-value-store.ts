@@ -13,6 +13,17 @@ export interface KeyValueStore {
   getMany(keys: readonly string[]): Promise<(string | null)[]>;
   /** Sets the value and its TTL, replacing any previous value. */
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  /**
+   * Sets the value (as `set`) and removes `deleteKeys`, all at one instant, e.g.
+   * a new one-time code and the count of guesses at the old one. On a Redis
+   * Cluster the keys must share a hash tag.
+   */
+  setAndDelete(
+    key: string,
+    value: string,
+    ttlSeconds: number,
+    deleteKeys: readonly string[],
+  ): Promise<void>;
   /** Sets the value only if the key does not exist; true when it was set. */
   setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
   /** Returns the value and removes the key in one step (null when absent). */
@@ -21,6 +32,16 @@ export interface KeyValueStore {
   deleteIfEquals(key: string, value: string): Promise<boolean>;
   /** Adds `by` (default 1) and returns the new value; a new key starts at 0 and gets the TTL. */
   increment(key: string, ttlSeconds: number, by?: number): Promise<number>;
+  /**
+   * Adds 1 to each counter (as `increment`) and reads `keys`, all at one
+   * instant and in one round trip: the counts are in the order of `counters`,
+   * the values in the order of `keys`. On a Redis Cluster all keys must share
+   * a hash tag.
+   */
+  incrementAndGet(
+    counters: readonly Counter[],
+    keys: readonly string[],
+  ): Promise<{ counts: number[]; values: (string | null)[] }>;
   delete(key: string): Promise<void>;
   /** Seconds the key has left; null when it does not exist or never expires. */
   ttlSeconds(key: string): Promise<number | null>;
@@ -28,6 +49,9 @@ export interface KeyValueStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** A counter for `incrementAndGet`: its key, and the TTL it gets when created. */
+export type Counter = { key: string; ttlSeconds: number };
 
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';

@@ -1,5 +1,5 @@
 import type { Clock } from '../lib/clock.js';
-import type { KeyValueStore } from './key-value-store.js';
+import type { Counter, KeyValueStore } from './key-value-store.js';
 
 type Entry = { value: string; expiresAtMs: number };
 
@@ -49,6 +49,16 @@ export class MemoryStore implements KeyValueStore {
     this.entries.set(key, { value, expiresAtMs: this.expiry(ttlSeconds) });
   }
 
+  async setAndDelete(
+    key: string,
+    value: string,
+    ttlSeconds: number,
+    deleteKeys: readonly string[],
+  ): Promise<void> {
+    this.entries.set(key, { value, expiresAtMs: this.expiry(ttlSeconds) });
+    for (const other of deleteKeys) this.entries.delete(other);
+  }
+
   async setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
     if (this.live(key) !== undefined) return false;
     this.entries.set(key, { value, expiresAtMs: this.expiry(ttlSeconds) });
@@ -68,7 +78,21 @@ export class MemoryStore implements KeyValueStore {
     return true;
   }
 
+  async incrementAndGet(
+    counters: readonly Counter[],
+    keys: readonly string[],
+  ): Promise<{ counts: number[]; values: (string | null)[] }> {
+    return {
+      counts: counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1)),
+      values: keys.map((key) => this.live(key)?.value ?? null),
+    };
+  }
+
   async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
+    return this.add(key, ttlSeconds, by);
+  }
+
+  private add(key: string, ttlSeconds: number, by: number): number {
     const entry = this.live(key);
     if (entry === undefined) {
       this.entries.set(key, { value: String(by), expiresAtMs: this.expiry(ttlSeconds) });

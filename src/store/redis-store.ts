@@ -1,12 +1,27 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
-import { type KeyValueStore, StoreUnavailableError } from './key-value-store.js';
+import { type Counter, type KeyValueStore, StoreUnavailableError } from './key-value-store.js';
 
-// Each script touches one key, so it runs on one node of a Redis Cluster too.
+// Scripts run on one node of a Redis Cluster: these touch one key each, the
+// multi-key ones below need keys that share a hash tag.
 const INCREMENT_SCRIPT = `
 local value = redis.call('INCRBY', KEYS[1], ARGV[2])
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return value`;
+const SET_AND_DELETE_SCRIPT = `
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1`;
+// KEYS: the counters, then the keys to read; ARGV: the number of counters, then their TTLs.
+const INCREMENT_AND_GET_SCRIPT = `
+local counters = tonumber(ARGV[1])
+local result = {}
+for i = 1, counters do
+  result[i] = redis.call('INCR', KEYS[i])
+  if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
+end
+for i = counters + 1, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
+return result`;
 const DELETE_IF_EQUALS_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -76,6 +91,8 @@ export class RedisStore implements KeyValueStore {
     });
     client.defineCommand('kvIncrement', { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
     client.defineCommand('kvDeleteIfEquals', { numberOfKeys: 1, lua: DELETE_IF_EQUALS_SCRIPT });
+    client.defineCommand('kvSetAndDelete', { lua: SET_AND_DELETE_SCRIPT });
+    client.defineCommand('kvIncrementAndGet', { lua: INCREMENT_AND_GET_SCRIPT });
     try {
       await client.connect();
     } catch (error) {
@@ -113,6 +130,21 @@ export class RedisStore implements KeyValueStore {
     });
   }
 
+  setAndDelete(
+    key: string,
+    value: string,
+    ttlSeconds: number,
+    deleteKeys: readonly string[],
+  ): Promise<void> {
+    return this.run(async () => {
+      const client = this.client as unknown as {
+        kvSetAndDelete(...args: (string | number)[]): Promise<number>;
+      };
+      const keys = [key, ...deleteKeys].map((k) => this.k(k));
+      await client.kvSetAndDelete(keys.length, ...keys, value, ttlSeconds);
+    });
+  }
+
   setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
     return this.run(async () => {
       const reply = await this.client.set(this.k(key), value, 'EX', ttlSeconds, 'NX');
@@ -139,6 +171,28 @@ export class RedisStore implements KeyValueStore {
         kvIncrement(key: string, ttl: number, by: number): Promise<number>;
       };
       return Number(await client.kvIncrement(this.k(key), ttlSeconds, by));
+    });
+  }
+
+  incrementAndGet(
+    counters: readonly Counter[],
+    keys: readonly string[],
+  ): Promise<{ counts: number[]; values: (string | null)[] }> {
+    return this.run(async () => {
+      const client = this.client as unknown as {
+        kvIncrementAndGet(...args: (string | number)[]): Promise<(number | string | null)[]>;
+      };
+      const allKeys = [...counters.map((c) => this.k(c.key)), ...keys.map((k) => this.k(k))];
+      const reply = await client.kvIncrementAndGet(
+        allKeys.length,
+        ...allKeys,
+        counters.length,
+        ...counters.map((c) => c.ttlSeconds),
+      );
+      return {
+        counts: reply.slice(0, counters.length).map(Number),
+        values: reply.slice(counters.length) as (string | null)[],
+      };
     });
   }
 

@@ -211,7 +211,7 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
     t = await createTestApp({ backend });
     const phone = nextPhone();
     const code = await requestCode(t, phone);
-    const stored = await t.deps.store.get(`otp:${phone}`);
+    const stored = await t.deps.store.get(`otp:{${phone}}`);
     expect(stored).not.toBeNull();
     expect(stored).not.toContain(code);
     const { token } = await signIn(t, nextPhone());
@@ -270,7 +270,7 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
       error: 'The SMS could not be delivered. Try again later.',
       code: 'sms_delivery_failed',
     });
-    expect(await t.deps.store.get(`otp:${phone}`)).toBeNull();
+    expect(await t.deps.store.get(`otp:{${phone}}`)).toBeNull();
   });
 });
 

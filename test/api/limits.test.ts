@@ -153,6 +153,44 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     expect((await verify(t, phone, fresh)).statusCode).toBe(200);
   });
 
+  it('a burst of parallel wrong guesses compares no more than the hourly cap', async () => {
+    const t = await make({ OTP_MAX_ATTEMPTS: '100', OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '10' });
+    const phone = nextPhone();
+    const code = (await requestCode(t, phone)).json().dev_code as string;
+    const wrong = Array.from({ length: 30 }, (_, i) => String(i).padStart(4, '0')).filter(
+      (c) => c !== code,
+    );
+    const results = await Promise.all(wrong.map((c) => verify(t, phone, c)));
+    expect(results.filter((r) => r.statusCode === 400)).toHaveLength(10);
+    const refused = results.filter((r) => r.statusCode !== 400);
+    expect(refused).toHaveLength(wrong.length - 10);
+    for (const r of refused) expect(r.json().code).toBe('too_many_attempts');
+    expect((await verify(t, phone, code)).statusCode).toBe(429);
+  });
+
+  it('only wrong guesses at a live code count toward the hourly cap', async () => {
+    const t = await make({
+      OTP_RESEND_COOLDOWN_SECONDS: '0',
+      OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '3',
+    });
+    const phone = nextPhone();
+    // No code yet: nothing to guess at.
+    for (let i = 0; i < 5; i++)
+      expect((await verify(t, phone, '0000')).json().code).toBe('code_expired');
+    let code = (await requestCode(t, phone)).json().dev_code as string;
+    const wrongFor = (c: string) => (c === '0000' ? '1111' : '0000');
+    expect((await verify(t, phone, wrongFor(code))).statusCode).toBe(400);
+    expect((await verify(t, phone, wrongFor(code))).statusCode).toBe(400);
+    // The right code is not a wrong guess, and neither is a second use of it.
+    expect((await verify(t, phone, code)).statusCode).toBe(200);
+    expect((await verify(t, phone, code)).json().code).toBe('code_expired');
+    code = (await requestCode(t, phone)).json().dev_code as string;
+    expect((await verify(t, phone, wrongFor(code))).statusCode).toBe(400);
+    const locked = await verify(t, phone, wrongFor(code));
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json().code).toBe('too_many_attempts');
+  });
+
   it('PHONE_ALLOWED_REGIONS refuses other regions with invalid_phone and sends nothing', async () => {
     const t = await make({ PHONE_ALLOWED_REGIONS: 'ru,BY' });
     for (const phone of ['+12025550123', '+77012345678', '+380501234567']) {

@@ -160,6 +160,73 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
     });
   });
 
+  describe('setAndDelete', () => {
+    it('sets the value with its TTL and removes the other keys', async () => {
+      await store.set('c:{p}', 'old', 100);
+      await store.increment('c:{p}:n', 100, 3);
+
+      await store.setAndDelete('c:{p}', 'new', 50, ['c:{p}:n', 'c:{p}:missing']);
+
+      expect(await store.get('c:{p}')).toBe('new');
+      await expectTtl('c:{p}', 50);
+      expect(await store.get('c:{p}:n')).toBeNull();
+      expect(await store.increment('c:{p}:n', 100)).toBe(1);
+    });
+
+    it('with nothing to delete, is a set', async () => {
+      await store.setAndDelete('c:{q}', 'v', 20, []);
+
+      expect(await store.get('c:{q}')).toBe('v');
+      await expectTtl('c:{q}', 20);
+    });
+  });
+
+  describe('incrementAndGet', () => {
+    it('adds 1 to each counter and reads each key, in order', async () => {
+      await store.set('c:{p}', 'code', 100);
+      await store.increment('c:{p}:b', 100, 4);
+
+      const first = await store.incrementAndGet(
+        [
+          { key: 'c:{p}:a', ttlSeconds: 30 },
+          { key: 'c:{p}:b', ttlSeconds: 30 },
+        ],
+        ['c:{p}', 'c:{p}:missing', 'c:{p}:b'],
+      );
+
+      expect(first).toEqual({ counts: [1, 5], values: ['code', null, '5'] });
+      await expectTtl('c:{p}:a', 30);
+      // The TTL of an existing counter is kept, as with increment.
+      await expectTtl('c:{p}:b', 100);
+      const second = await store.incrementAndGet([{ key: 'c:{p}:a', ttlSeconds: 500 }], []);
+      expect(second).toEqual({ counts: [2], values: [] });
+      await expectTtl('c:{p}:a', 30);
+    });
+
+    it('100 concurrent calls each get their own count, and a read and a count are of one instant', async () => {
+      await store.setAndDelete('c:{r}', 'v0', 100, ['c:{r}:n']);
+      // Guesses race new codes: every guess is counted against the code it read,
+      // so the guesses that read one code got the counts 1..k, each once.
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          i % 10 === 9
+            ? store.setAndDelete('c:{r}', `v${i}`, 100, ['c:{r}:n']).then(() => null)
+            : store.incrementAndGet([{ key: 'c:{r}:n', ttlSeconds: 100 }], ['c:{r}']),
+        ),
+      );
+      const countsByCode = new Map<string, number[]>();
+      for (const result of results) {
+        if (result === null) continue;
+        const code = result.values[0] as string;
+        countsByCode.set(code, [...(countsByCode.get(code) ?? []), result.counts[0] as number]);
+      }
+      expect([...countsByCode.values()].flat()).toHaveLength(90);
+      for (const counts of countsByCode.values()) {
+        expect([...counts].sort((a, b) => a - b)).toEqual(counts.map((_, i) => i + 1));
+      }
+    });
+  });
+
   describe('setIfAbsent', () => {
     it('sets a missing key once, then refuses and keeps the first value and TTL', async () => {
       expect(await store.setIfAbsent('k', 'first', 100)).toBe(true);
