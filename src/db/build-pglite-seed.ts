@@ -1,17 +1,22 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { pgliteSeedFile, wrapPglite } from './client.js';
+import { pgliteSeedDir, pgliteSeedFile, pgliteStartParams, wrapPglite } from './client.js';
 
 /**
  * Run by `npm install` (prepare) after compiling: an empty PGlite database
- * with every migration applied, packed for openDatabase to unpack on a first
- * start instead of running initdb.
+ * with every migration applied, for openDatabase to copy on a first start
+ * instead of running initdb. Written twice: as a data directory (copied into
+ * a new DATA_DIR) and packed (loaded by in-memory databases).
  */
-const client = await PGlite.create();
+const building = `${pgliteSeedDir}.building`;
+rmSync(building, { recursive: true, force: true });
+mkdirSync(dirname(building), { recursive: true });
+const client = await PGlite.create(building, { startParams: pgliteStartParams });
 await wrapPglite(client).migrate();
-const seed = await client.dumpDataDir('gzip');
-mkdirSync(dirname(pgliteSeedFile), { recursive: true });
-writeFileSync(pgliteSeedFile, Buffer.from(await seed.arrayBuffer()));
+const packed = await client.dumpDataDir('gzip');
+writeFileSync(pgliteSeedFile, Buffer.from(await packed.arrayBuffer()));
 await client.close();
-process.stdout.write(`PGlite seed written to ${pgliteSeedFile}\n`);
+rmSync(pgliteSeedDir, { recursive: true, force: true });
+renameSync(building, pgliteSeedDir);
+process.stdout.write(`PGlite seed written to ${pgliteSeedDir} and ${pgliteSeedFile}\n`);
