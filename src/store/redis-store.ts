@@ -1,19 +1,26 @@
+import { createHash } from 'node:crypto';
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Counter, type KeyValueStore, StoreUnavailableError } from './key-value-store.js';
 
 // Scripts run on one node of a Redis Cluster: these touch one key each, the
 // multi-key ones below need keys that share a hash tag.
-const INCREMENT_SCRIPT = `
+type Script = { lua: string; sha: string };
+const script = (lua: string): Script => ({
+  lua,
+  sha: createHash('sha1').update(lua).digest('hex'),
+});
+
+const INCREMENT = script(`
 local value = redis.call('INCRBY', KEYS[1], ARGV[2])
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return value`;
-const SET_AND_DELETE_SCRIPT = `
+return value`);
+const SET_AND_DELETE = script(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
-return 1`;
+return 1`);
 // KEYS: the counters, then the keys to read; ARGV: the number of counters, then their TTLs.
-const INCREMENT_AND_GET_SCRIPT = `
+const INCREMENT_AND_GET = script(`
 local counters = tonumber(ARGV[1])
 local result = {}
 for i = 1, counters do
@@ -21,10 +28,10 @@ for i = 1, counters do
   if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
 end
 for i = counters + 1, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
-return result`;
-const DELETE_IF_EQUALS_SCRIPT = `
+return result`);
+const DELETE_IF_EQUALS = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
+return 0`);
 
 type RedisClient = Redis | Cluster;
 
@@ -89,10 +96,6 @@ export class RedisStore implements KeyValueStore {
         options.logger.warn({ err: error }, 'Redis connection error');
       }
     });
-    client.defineCommand('kvIncrement', { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
-    client.defineCommand('kvDeleteIfEquals', { numberOfKeys: 1, lua: DELETE_IF_EQUALS_SCRIPT });
-    client.defineCommand('kvSetAndDelete', { lua: SET_AND_DELETE_SCRIPT });
-    client.defineCommand('kvIncrementAndGet', { lua: INCREMENT_AND_GET_SCRIPT });
     try {
       await client.connect();
     } catch (error) {
@@ -116,6 +119,26 @@ export class RedisStore implements KeyValueStore {
     return this.prefix + key;
   }
 
+  /**
+   * Runs a script by its SHA-1, sending its text only when the server does
+   * not have it (first use, or after a restart or SCRIPT FLUSH). Plain
+   * EVALSHA costs less per call than ioredis's defineCommand wrapper.
+   */
+  private async script(
+    script: Script,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    const prefixed = keys.map((key) => this.k(key));
+    try {
+      return await this.client.evalsha(script.sha, prefixed.length, ...prefixed, ...args);
+    } catch (error) {
+      if (!(error instanceof ReplyError) || !(error as Error).message.startsWith('NOSCRIPT'))
+        throw error;
+      return await this.client.eval(script.lua, prefixed.length, ...prefixed, ...args);
+    }
+  }
+
   get(key: string): Promise<string | null> {
     return this.run(() => this.client.get(this.k(key)));
   }
@@ -137,11 +160,7 @@ export class RedisStore implements KeyValueStore {
     deleteKeys: readonly string[],
   ): Promise<void> {
     return this.run(async () => {
-      const client = this.client as unknown as {
-        kvSetAndDelete(...args: (string | number)[]): Promise<number>;
-      };
-      const keys = [key, ...deleteKeys].map((k) => this.k(k));
-      await client.kvSetAndDelete(keys.length, ...keys, value, ttlSeconds);
+      await this.script(SET_AND_DELETE, [key, ...deleteKeys], [value, ttlSeconds]);
     });
   }
 
@@ -157,21 +176,11 @@ export class RedisStore implements KeyValueStore {
   }
 
   deleteIfEquals(key: string, value: string): Promise<boolean> {
-    return this.run(async () => {
-      const client = this.client as unknown as {
-        kvDeleteIfEquals(key: string, value: string): Promise<number>;
-      };
-      return (await client.kvDeleteIfEquals(this.k(key), value)) === 1;
-    });
+    return this.run(async () => (await this.script(DELETE_IF_EQUALS, [key], [value])) === 1);
   }
 
   increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
-    return this.run(async () => {
-      const client = this.client as unknown as {
-        kvIncrement(key: string, ttl: number, by: number): Promise<number>;
-      };
-      return Number(await client.kvIncrement(this.k(key), ttlSeconds, by));
-    });
+    return this.run(async () => Number(await this.script(INCREMENT, [key], [ttlSeconds, by])));
   }
 
   incrementAndGet(
@@ -179,16 +188,11 @@ export class RedisStore implements KeyValueStore {
     keys: readonly string[],
   ): Promise<{ counts: number[]; values: (string | null)[] }> {
     return this.run(async () => {
-      const client = this.client as unknown as {
-        kvIncrementAndGet(...args: (string | number)[]): Promise<(number | string | null)[]>;
-      };
-      const allKeys = [...counters.map((c) => this.k(c.key)), ...keys.map((k) => this.k(k))];
-      const reply = await client.kvIncrementAndGet(
-        allKeys.length,
-        ...allKeys,
-        counters.length,
-        ...counters.map((c) => c.ttlSeconds),
-      );
+      const reply = (await this.script(
+        INCREMENT_AND_GET,
+        [...counters.map((c) => c.key), ...keys],
+        [counters.length, ...counters.map((c) => c.ttlSeconds)],
+      )) as (number | string | null)[];
       return {
         counts: reply.slice(0, counters.length).map(Number),
         values: reply.slice(counters.length) as (string | null)[],

@@ -518,6 +518,23 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
     expect(await (admin as Redis).get(`${prefixA}k`)).toBe('from-a');
   });
 
+  it('runs its scripts again after the server has forgotten them (a restart, SCRIPT FLUSH)', async () => {
+    const store = await connect();
+    const everyScript = async (round: number) => {
+      expect(await store.increment('n', 100)).toBe(round);
+      await store.setAndDelete('c:{p}', `v${round}`, 100, ['c:{p}:n']);
+      expect(await store.incrementAndGet([{ key: 'c:{p}:n', ttlSeconds: 100 }], ['c:{p}'])).toEqual(
+        { counts: [1], values: [`v${round}`] },
+      );
+      expect(await store.deleteIfEquals('c:{p}', `v${round}`)).toBe(true);
+    };
+    await everyScript(1);
+
+    expect(await (admin as Redis).script('FLUSH')).toBe('OK');
+
+    await everyScript(2);
+  });
+
   it('survives its connection being killed: fails fast or succeeds, then recovers', async () => {
     const keyPrefix = randomPrefix();
     const store = await connect(keyPrefix);
