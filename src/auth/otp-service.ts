@@ -1,4 +1,4 @@
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import { type Random, randomString } from '../lib/random.js';
 import { SmsDeliveryError, type SmsSender } from '../sms/sms-sender.js';
@@ -72,8 +72,11 @@ export class OtpService {
     return `otp:{${phoneNumber}}:attempts`;
   }
 
-  private hash(phoneNumber: string, code: string): Buffer {
-    return createHmac('sha256', this.hmacKey).update(`${phoneNumber}\n${code}`).digest();
+  private hash(phoneNumber: string, code: string): string {
+    return createHmac('sha256', this.hmacKey)
+      .update(`${phoneNumber}\n${code}`)
+      .digest()
+      .toString('base64url');
   }
 
   async issue(phoneNumber: string, clientIp: string): Promise<IssueResult> {
@@ -86,7 +89,8 @@ export class OtpService {
     const code = testCode ?? randomString(this.random, DIGITS, this.settings.length);
     const codeId = this.random.bytes(9).toString('base64url');
     const expiresAtMs = this.clock.now().getTime() + this.settings.ttlSeconds * 1000;
-    const record = `${codeId}.${expiresAtMs}.${this.hash(phoneNumber, code).toString('base64url')}`;
+    // The hash comes first: verification consumes the record by that prefix.
+    const record = `${this.hash(phoneNumber, code)}.${expiresAtMs}.${codeId}`;
     // The record is written before the SMS goes out so that a fast user can
     // verify at once; it is withdrawn if the message was never delivered.
     await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
@@ -105,19 +109,27 @@ export class OtpService {
 
   async verify(phoneNumber: string, code: string): Promise<VerifyResult> {
     const ttlSeconds = this.settings.ttlSeconds;
+    const codeKey = this.codeKey(phoneNumber);
     const attempts = { key: this.attemptsKey(phoneNumber), ttlSeconds };
     const guess = this.failedGuesses.enabled ? this.failedGuesses.prepareTake(phoneNumber) : null;
-    // One step counts this guess (at the code, and in the hourly cap) and reads
-    // the code: parallel guesses each take their own slot before any comparison,
-    // so no burst of requests can compare more than the caps allow.
-    const { counts, values } = await this.store.incrementAndGet(
+    // One step counts this guess (at the code, and in the hourly cap), reads
+    // the code, and consumes it if the guess is right and within the code's
+    // attempts: parallel guesses each take their own slot, so no burst compares
+    // more than the caps allow, and of several right ones exactly one signs in.
+    // The store compares keyed hashes, so how long it takes tells nothing of the code.
+    const { counts, values, taken } = await this.store.incrementAndGet(
       guess ? [attempts, guess.counter] : [attempts],
-      guess ? [this.codeKey(phoneNumber), guess.previousKey] : [this.codeKey(phoneNumber)],
+      guess ? [codeKey, guess.previousKey] : [codeKey],
+      {
+        key: codeKey,
+        prefix: `${this.hash(phoneNumber, code)}.`,
+        whileCountAtMost: this.settings.maxAttempts,
+      },
     );
     const [attempt = 0, guessCount = 0] = counts;
     const [record = null, previousGuesses = null] = values;
     const hourlyCap = guess ? guess.judge(guessCount, previousGuesses) : { ok: true as const };
-    const result = await this.check(phoneNumber, code, record, attempt, hourlyCap);
+    const result = await this.check(phoneNumber, record, attempt, taken, hourlyCap);
     // Only wrong guesses at a live code stay counted in the hourly cap.
     if (guess && (result.ok || result.error !== 'invalid_code'))
       await this.failedGuesses.refund(guess);
@@ -126,15 +138,13 @@ export class OtpService {
 
   private async check(
     phoneNumber: string,
-    code: string,
     record: string | null,
     attempt: number,
+    taken: boolean,
     hourlyCap: LimitVerdict,
   ): Promise<VerifyResult> {
-    if (record === null) return { ok: false, error: 'code_expired' };
-    const [, expiresAt = '0', storedHash = ''] = record.split('.');
-    if (Number(expiresAt) <= this.clock.now().getTime())
-      return { ok: false, error: 'code_expired' };
+    // A locked-out number learns nothing more, not even whether its code was
+    // right (a right one is used up all the same).
     if (!hourlyCap.ok) {
       return {
         ok: false,
@@ -142,6 +152,10 @@ export class OtpService {
         retryAfterSeconds: hourlyCap.retryAfterSeconds,
       };
     }
+    if (record === null) return { ok: false, error: 'code_expired' };
+    const [, expiresAt = '0'] = record.split('.');
+    if (Number(expiresAt) <= this.clock.now().getTime())
+      return { ok: false, error: 'code_expired' };
     if (attempt > this.settings.maxAttempts) {
       return {
         ok: false,
@@ -149,15 +163,7 @@ export class OtpService {
         retryAfterSeconds: await this.limiter.secondsUntilNextCode(phoneNumber),
       };
     }
-    const expected = Buffer.from(storedHash, 'base64url');
-    const actual = this.hash(phoneNumber, code);
-    // Constant-time comparison: response timing must not reveal matching prefixes.
-    if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
-      // Compare-and-delete: of concurrent verifications with the right code,
-      // exactly one removes the record and signs in.
-      if (await this.store.deleteIfEquals(this.codeKey(phoneNumber), record)) return { ok: true };
-      return { ok: false, error: 'code_expired' };
-    }
+    if (taken) return { ok: true };
     return { ok: false, error: 'invalid_code', attemptsLeft: this.settings.maxAttempts - attempt };
   }
 }

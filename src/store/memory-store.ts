@@ -1,5 +1,5 @@
 import type { Clock } from '../lib/clock.js';
-import type { Counter, KeyValueStore } from './key-value-store.js';
+import type { Counter, KeyValueStore, Take } from './key-value-store.js';
 
 type Entry = { value: string; expiresAtMs: number };
 
@@ -81,11 +81,16 @@ export class MemoryStore implements KeyValueStore {
   async incrementAndGet(
     counters: readonly Counter[],
     keys: readonly string[],
-  ): Promise<{ counts: number[]; values: (string | null)[] }> {
-    return {
-      counts: counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1)),
-      values: keys.map((key) => this.live(key)?.value ?? null),
-    };
+    take?: Take,
+  ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }> {
+    const counts = counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1));
+    const values = keys.map((key) => this.live(key)?.value ?? null);
+    let taken = false;
+    if (take && (counts[0] ?? 0) <= take.whileCountAtMost) {
+      taken = this.live(take.key)?.value.startsWith(take.prefix) ?? false;
+      if (taken) this.entries.delete(take.key);
+    }
+    return { counts, values, taken };
   }
 
   async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {

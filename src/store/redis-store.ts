@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
-import { type Counter, type KeyValueStore, StoreUnavailableError } from './key-value-store.js';
+import {
+  type Counter,
+  type KeyValueStore,
+  StoreUnavailableError,
+  type Take,
+} from './key-value-store.js';
 
 // Scripts run on one node of a Redis Cluster: these touch one key each, the
 // multi-key ones below need keys that share a hash tag.
@@ -19,15 +24,25 @@ const SET_AND_DELETE = script(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`);
-// KEYS: the counters, then the keys to read; ARGV: the number of counters, then their TTLs.
+// KEYS: the counters, the keys to read, then the key to take if any.
+// ARGV: the numbers of counters and of keys to read, the counters' TTLs, then
+// the prefix and the count limit of the take.
 const INCREMENT_AND_GET = script(`
-local counters = tonumber(ARGV[1])
+local counters, reads = tonumber(ARGV[1]), tonumber(ARGV[2])
 local result = {}
 for i = 1, counters do
   result[i] = redis.call('INCR', KEYS[i])
-  if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
+  if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 2]) end
 end
-for i = counters + 1, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
+for i = counters + 1, counters + reads do result[i] = redis.call('GET', KEYS[i]) end
+local taken = 0
+local takeKey = KEYS[counters + reads + 1]
+if takeKey and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
+  local prefix = ARGV[counters + 3]
+  local value = redis.call('GET', takeKey)
+  if value and string.sub(value, 1, #prefix) == prefix then taken = redis.call('DEL', takeKey) end
+end
+result[counters + reads + 1] = taken
 return result`);
 const DELETE_IF_EQUALS = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -186,16 +201,24 @@ export class RedisStore implements KeyValueStore {
   incrementAndGet(
     counters: readonly Counter[],
     keys: readonly string[],
-  ): Promise<{ counts: number[]; values: (string | null)[] }> {
+    take?: Take,
+  ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }> {
     return this.run(async () => {
       const reply = (await this.script(
         INCREMENT_AND_GET,
-        [...counters.map((c) => c.key), ...keys],
-        [counters.length, ...counters.map((c) => c.ttlSeconds)],
+        [...counters.map((c) => c.key), ...keys, ...(take ? [take.key] : [])],
+        [
+          counters.length,
+          keys.length,
+          ...counters.map((c) => c.ttlSeconds),
+          ...(take ? [take.prefix, take.whileCountAtMost] : []),
+        ],
       )) as (number | string | null)[];
+      const end = counters.length + keys.length;
       return {
         counts: reply.slice(0, counters.length).map(Number),
-        values: reply.slice(counters.length) as (string | null)[],
+        values: reply.slice(counters.length, end) as (string | null)[],
+        taken: reply[end] === 1,
       };
     });
   }

@@ -151,6 +151,11 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
     expect(locked.headers['retry-after']).toBe(String(locked.json().retry_after));
     expect(locked.json().retry_after).toBeGreaterThanOrEqual(1);
     expect(locked.json().retry_after).toBeLessThanOrEqual(60);
+    // Nor was it used up: later answers do not tell a right guess from a wrong one.
+    for (const guess of [code, wrong]) {
+      const again = await post('/api/auth/verify-code/', { phone_number: phone, code: guess });
+      expect(again.json().code).toBe('too_many_attempts');
+    }
 
     // A new code (after the resend cooldown) gets a fresh set of attempts.
     t.clock.advance(61);

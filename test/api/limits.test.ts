@@ -148,6 +148,8 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     const locked = await verify(t, phone, code);
     expect(locked.statusCode).toBe(429);
     expect(locked.json().retry_after).toBeGreaterThan(0);
+    // A locked number learns nothing more, not even whether that code was right.
+    expect((await verify(t, phone, code)).json().code).toBe('too_many_attempts');
     t.clock.advance(2 * 3600);
     const fresh = (await requestCode(t, phone)).json().dev_code as string;
     expect((await verify(t, phone, fresh)).statusCode).toBe(200);

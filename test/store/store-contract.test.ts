@@ -194,13 +194,59 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
         ['c:{p}', 'c:{p}:missing', 'c:{p}:b'],
       );
 
-      expect(first).toEqual({ counts: [1, 5], values: ['code', null, '5'] });
+      expect(first).toEqual({ counts: [1, 5], values: ['code', null, '5'], taken: false });
       await expectTtl('c:{p}:a', 30);
       // The TTL of an existing counter is kept, as with increment.
       await expectTtl('c:{p}:b', 100);
       const second = await store.incrementAndGet([{ key: 'c:{p}:a', ttlSeconds: 500 }], []);
-      expect(second).toEqual({ counts: [2], values: [] });
+      expect(second).toEqual({ counts: [2], values: [], taken: false });
       await expectTtl('c:{p}:a', 30);
+    });
+
+    it('takes a key whose value starts with the prefix, while the first count is within the limit', async () => {
+      const counter = { key: 'c:{t}:n', ttlSeconds: 100 };
+      const take = { key: 'c:{t}', prefix: 'right.', whileCountAtMost: 2 };
+      await store.set('c:{t}', 'right.1700000000000.id', 100);
+
+      // Another prefix leaves it; so does a value that merely starts alike.
+      const wrong = await store.incrementAndGet([counter], ['c:{t}'], { ...take, prefix: 'righ.' });
+      expect(wrong).toEqual({ counts: [1], values: ['right.1700000000000.id'], taken: false });
+      const equal = await store.incrementAndGet([counter], ['c:{t}'], take);
+      // The values are read before the take.
+      expect(equal).toEqual({ counts: [2], values: ['right.1700000000000.id'], taken: true });
+      expect(await store.get('c:{t}')).toBeNull();
+
+      // Past the limit the right prefix takes nothing.
+      await store.set('c:{t}', 'right.1700000000000.id', 100);
+      const late = await store.incrementAndGet([counter], ['c:{t}'], take);
+      expect(late).toEqual({ counts: [3], values: ['right.1700000000000.id'], taken: false });
+      expect(await store.get('c:{t}')).toBe('right.1700000000000.id');
+
+      // A missing key is not taken.
+      const missing = await store.incrementAndGet([], [], { ...take, key: 'c:{t}:none' });
+      expect(missing).toEqual({ counts: [], values: [], taken: false });
+    });
+
+    it('of 50 concurrent takes of one key, exactly one takes it', async () => {
+      await store.set('c:{u}', 'right.1.id', 100);
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          store.incrementAndGet([{ key: 'c:{u}:n', ttlSeconds: 100 }], ['c:{u}'], {
+            key: 'c:{u}',
+            prefix: 'right.',
+            whileCountAtMost: 100,
+          }),
+        ),
+      );
+
+      expect(results.filter((r) => r.taken)).toHaveLength(1);
+      // Every call after the taker read the key already gone.
+      const taker = results.find((r) => r.taken);
+      for (const r of results) {
+        if ((r.counts[0] as number) > (taker?.counts[0] as number))
+          expect(r.values).toEqual([null]);
+      }
+      expect(await store.get('c:{u}')).toBeNull();
     });
 
     it('100 concurrent calls each get their own count, and a read and a count are of one instant', async () => {
@@ -524,8 +570,15 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
       expect(await store.increment('n', 100)).toBe(round);
       await store.setAndDelete('c:{p}', `v${round}`, 100, ['c:{p}:n']);
       expect(await store.incrementAndGet([{ key: 'c:{p}:n', ttlSeconds: 100 }], ['c:{p}'])).toEqual(
-        { counts: [1], values: [`v${round}`] },
+        { counts: [1], values: [`v${round}`], taken: false },
       );
+      await store.set('c:{p}:t', `hash${round}.rest`, 100);
+      const taking = await store.incrementAndGet([{ key: 'c:{p}:n', ttlSeconds: 100 }], [], {
+        key: 'c:{p}:t',
+        prefix: `hash${round}.`,
+        whileCountAtMost: 5,
+      });
+      expect(taking.taken).toBe(true);
       expect(await store.deleteIfEquals('c:{p}', `v${round}`)).toBe(true);
     };
     await everyScript(1);
