@@ -121,7 +121,7 @@ export class OtpService {
       guess ? [attempts, guess.counter] : [attempts],
       guess ? [codeKey, guess.previousKey] : [codeKey],
       {
-        key: codeKey,
+        read: 0,
         prefix: `${this.hash(phoneNumber, code)}.`,
         whileCountAtMost: this.settings.maxAttempts,
       },

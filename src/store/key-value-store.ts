@@ -36,10 +36,10 @@ export interface KeyValueStore {
    * Adds 1 to each counter (as `increment`) and reads `keys`, all at one
    * instant and in one round trip: the counts are in the order of `counters`,
    * the values in the order of `keys`. With `take`, the same step then removes
-   * `take.key` if its value starts with `take.prefix` and the first counter is
-   * at most `take.whileCountAtMost` (`taken` says whether it did): a caller
-   * that knows only part of a value can consume it without a second step.
-   * On a Redis Cluster all keys must share a hash tag.
+   * the key read at `keys[take.read]` if its value starts with `take.prefix`
+   * and the first counter is at most `take.whileCountAtMost` (`taken` says
+   * whether it did): a caller that knows only part of a value can consume it
+   * without a second step. On a Redis Cluster all keys must share a hash tag.
    */
   incrementAndGet(
     counters: readonly Counter[],
@@ -57,8 +57,8 @@ export interface KeyValueStore {
 /** A counter for `incrementAndGet`: its key, and the TTL it gets when created. */
 export type Counter = { key: string; ttlSeconds: number };
 
-/** What `incrementAndGet` may remove in the same step. */
-export type Take = { key: string; prefix: string; whileCountAtMost: number };
+/** What `incrementAndGet` may remove in the same step: one of the keys it reads, by index. */
+export type Take = { read: number; prefix: string; whileCountAtMost: number };
 
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';

@@ -86,9 +86,10 @@ export class MemoryStore implements KeyValueStore {
     const counts = counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1));
     const values = keys.map((key) => this.live(key)?.value ?? null);
     let taken = false;
-    if (take && (counts[0] ?? 0) <= take.whileCountAtMost) {
-      taken = this.live(take.key)?.value.startsWith(take.prefix) ?? false;
-      if (taken) this.entries.delete(take.key);
+    const takeKey = take && keys[take.read];
+    if (take && takeKey !== undefined && (counts[0] ?? 0) <= take.whileCountAtMost) {
+      taken = values[take.read]?.startsWith(take.prefix) ?? false;
+      if (taken) this.entries.delete(takeKey);
     }
     return { counts, values, taken };
   }

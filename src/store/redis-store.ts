@@ -24,25 +24,25 @@ const SET_AND_DELETE = script(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`);
-// KEYS: the counters, the keys to read, then the key to take if any.
-// ARGV: the numbers of counters and of keys to read, the counters' TTLs, then
-// the prefix and the count limit of the take.
+// KEYS: the counters, then the keys to read. ARGV: the number of counters,
+// their TTLs, then for a take: the index of the key read, prefix, count limit.
 const INCREMENT_AND_GET = script(`
-local counters, reads = tonumber(ARGV[1]), tonumber(ARGV[2])
+local counters = tonumber(ARGV[1])
 local result = {}
 for i = 1, counters do
   result[i] = redis.call('INCR', KEYS[i])
-  if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 2]) end
+  if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
 end
-for i = counters + 1, counters + reads do result[i] = redis.call('GET', KEYS[i]) end
+for i = counters + 1, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
 local taken = 0
-local takeKey = KEYS[counters + reads + 1]
-if takeKey and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
+local take = ARGV[counters + 2]
+if take and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
+  local index = counters + 1 + tonumber(take)
   local prefix = ARGV[counters + 3]
-  local value = redis.call('GET', takeKey)
-  if value and string.sub(value, 1, #prefix) == prefix then taken = redis.call('DEL', takeKey) end
+  local value = result[index]
+  if value and string.sub(value, 1, #prefix) == prefix then taken = redis.call('DEL', KEYS[index]) end
 end
-result[counters + reads + 1] = taken
+result[#KEYS + 1] = taken
 return result`);
 const DELETE_IF_EQUALS = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -206,12 +206,11 @@ export class RedisStore implements KeyValueStore {
     return this.run(async () => {
       const reply = (await this.script(
         INCREMENT_AND_GET,
-        [...counters.map((c) => c.key), ...keys, ...(take ? [take.key] : [])],
+        counters.length > 0 ? [...counters.map((c) => c.key), ...keys] : keys,
         [
           counters.length,
-          keys.length,
           ...counters.map((c) => c.ttlSeconds),
-          ...(take ? [take.prefix, take.whileCountAtMost] : []),
+          ...(take ? [take.read, take.prefix, take.whileCountAtMost] : []),
         ],
       )) as (number | string | null)[];
       const end = counters.length + keys.length;

@@ -205,7 +205,7 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
 
     it('takes a key whose value starts with the prefix, while the first count is within the limit', async () => {
       const counter = { key: 'c:{t}:n', ttlSeconds: 100 };
-      const take = { key: 'c:{t}', prefix: 'right.', whileCountAtMost: 2 };
+      const take = { read: 0, prefix: 'right.', whileCountAtMost: 2 };
       await store.set('c:{t}', 'right.1700000000000.id', 100);
 
       // Another prefix leaves it; so does a value that merely starts alike.
@@ -222,9 +222,13 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       expect(late).toEqual({ counts: [3], values: ['right.1700000000000.id'], taken: false });
       expect(await store.get('c:{t}')).toBe('right.1700000000000.id');
 
-      // A missing key is not taken.
-      const missing = await store.incrementAndGet([], [], { ...take, key: 'c:{t}:none' });
-      expect(missing).toEqual({ counts: [], values: [], taken: false });
+      // A missing key is not taken; nor is one with a value, read but not named.
+      const missing = await store.incrementAndGet([], ['c:{t}:none'], take);
+      expect(missing).toEqual({ counts: [], values: [null], taken: false });
+      await store.set('c:{t}:other', 'right.2', 100);
+      const other = await store.incrementAndGet([], ['c:{t}:none', 'c:{t}:other'], take);
+      expect(other).toEqual({ counts: [], values: [null, 'right.2'], taken: false });
+      expect(await store.get('c:{t}:other')).toBe('right.2');
     });
 
     it('of 50 concurrent takes of one key, exactly one takes it', async () => {
@@ -232,7 +236,7 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       const results = await Promise.all(
         Array.from({ length: 50 }, () =>
           store.incrementAndGet([{ key: 'c:{u}:n', ttlSeconds: 100 }], ['c:{u}'], {
-            key: 'c:{u}',
+            read: 0,
             prefix: 'right.',
             whileCountAtMost: 100,
           }),
@@ -573,11 +577,15 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
         { counts: [1], values: [`v${round}`], taken: false },
       );
       await store.set('c:{p}:t', `hash${round}.rest`, 100);
-      const taking = await store.incrementAndGet([{ key: 'c:{p}:n', ttlSeconds: 100 }], [], {
-        key: 'c:{p}:t',
-        prefix: `hash${round}.`,
-        whileCountAtMost: 5,
-      });
+      const taking = await store.incrementAndGet(
+        [{ key: 'c:{p}:n', ttlSeconds: 100 }],
+        ['c:{p}:t'],
+        {
+          read: 0,
+          prefix: `hash${round}.`,
+          whileCountAtMost: 5,
+        },
+      );
       expect(taking.taken).toBe(true);
       expect(await store.deleteIfEquals('c:{p}', `v${round}`)).toBe(true);
     };
