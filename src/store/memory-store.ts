@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import type { Counter, KeyValueStore, Take } from './key-value-store.js';
 
@@ -88,7 +89,7 @@ export class MemoryStore implements KeyValueStore {
     let taken = false;
     const takeKey = take && keys[take.read];
     if (take && takeKey !== undefined && (counts[0] ?? 0) <= take.whileCountAtMost) {
-      taken = values[take.read]?.startsWith(take.prefix) ?? false;
+      taken = startsWithInConstantTime(values[take.read] ?? null, take.prefix);
       if (taken) this.entries.delete(takeKey);
     }
     return { counts, values, taken };
@@ -125,4 +126,12 @@ export class MemoryStore implements KeyValueStore {
     clearInterval(this.sweeper);
     this.entries.clear();
   }
+}
+
+/** Whether `value` starts with `prefix`, comparing every byte whatever the first difference. */
+function startsWithInConstantTime(value: string | null, prefix: string): boolean {
+  if (value === null) return false;
+  const head = Buffer.from(value).subarray(0, Buffer.byteLength(prefix));
+  const expected = Buffer.from(prefix);
+  return head.length === expected.length && timingSafeEqual(head, expected);
 }

@@ -40,7 +40,12 @@ if take and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
   local index = counters + 1 + tonumber(take)
   local prefix = ARGV[counters + 3]
   local value = result[index]
-  if value and string.sub(value, 1, #prefix) == prefix then taken = redis.call('DEL', KEYS[index]) end
+  if value and #value >= #prefix then
+    -- In constant time: every byte is compared, whatever the first difference.
+    local byte, bor, bxor, diff = string.byte, bit.bor, bit.bxor, 0
+    for i = 1, #prefix do diff = bor(diff, bxor(byte(value, i), byte(prefix, i))) end
+    if diff == 0 then taken = redis.call('DEL', KEYS[index]) end
+  end
 end
 result[#KEYS + 1] = taken
 return result`);

@@ -211,6 +211,10 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       // Another prefix leaves it; so does a value that merely starts alike.
       const wrong = await store.incrementAndGet([counter], ['c:{t}'], { ...take, prefix: 'righ.' });
       expect(wrong).toEqual({ counts: [1], values: ['right.1700000000000.id'], taken: false });
+      for (const prefix of ['righx.', 'wight.', 'right.1700000000000.id.longer']) {
+        const near = await store.incrementAndGet([], ['c:{t}'], { ...take, prefix });
+        expect(near.taken, prefix).toBe(false);
+      }
       const equal = await store.incrementAndGet([counter], ['c:{t}'], take);
       // The values are read before the take.
       expect(equal).toEqual({ counts: [2], values: ['right.1700000000000.id'], taken: true });
