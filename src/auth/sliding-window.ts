@@ -9,6 +9,11 @@ export type PreparedTake = {
   judge(current: number, previousText: string | null): LimitVerdict;
 };
 
+/** What `take` answers: counted, with a way to give it back, or refused. */
+export type Taken =
+  | { ok: true; giveBack(): Promise<void> }
+  | { ok: false; retryAfterSeconds: number };
+
 /**
  * A sliding-window counter: "at most `limit` events in any `windowSeconds`",
  * estimated from two fixed windows (the previous one weighted by how much of
@@ -91,9 +96,12 @@ export class SlidingWindow {
     await this.store.increment(take.counter.key, take.counter.ttlSeconds, -1);
   }
 
-  /** Counts one event if it fits; otherwise counts nothing and says when to retry. */
-  async take(subject: string): Promise<LimitVerdict> {
-    if (!this.enabled) return { ok: true };
+  /**
+   * Counts one event if it fits, with a way to give it back (when a later
+   * check refuses the request); otherwise counts nothing and says when to retry.
+   */
+  async take(subject: string): Promise<Taken> {
+    if (!this.enabled) return { ok: true, giveBack: async () => {} };
     const prepared = this.prepareTake(subject);
     // Increment first, then judge: concurrent requests each see a distinct count,
     // so no burst can slip past the limit between a read and a write.
@@ -102,14 +110,11 @@ export class SlidingWindow {
       values: [previous = null],
     } = await this.store.incrementAndGet([prepared.counter], [prepared.previousKey]);
     const verdict = prepared.judge(current, previous);
-    if (!verdict.ok) await this.refund(prepared);
-    return verdict;
-  }
-
-  /** Gives back an event counted by `take` (when a later check refused the request). */
-  async release(subject: string): Promise<void> {
-    if (!this.enabled) return;
-    const { index } = this.position(this.clock.now().getTime());
-    await this.store.increment(this.keys(subject, index).current, this.windowSeconds * 2, -1);
+    if (!verdict.ok) {
+      await this.refund(prepared);
+      return verdict;
+    }
+    // The very key counted, even if the window has moved on since.
+    return { ok: true, giveBack: () => this.refund(prepared) };
   }
 }

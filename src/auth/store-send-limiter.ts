@@ -106,12 +106,12 @@ export class StoreSendLimiter implements SendLimiter {
       [this.global, 'all'],
     ];
     for (const [window, subject] of steps) {
-      const verdict = await window.take(subject);
-      if (!verdict.ok) {
+      const taken = await window.take(subject);
+      if (!taken.ok) {
         await Promise.all(undo.map((u) => u()));
-        return verdict;
+        return taken;
       }
-      undo.push(() => window.release(subject));
+      undo.push(taken.giveBack);
     }
     return { ok: true };
   }

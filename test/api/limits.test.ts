@@ -110,16 +110,25 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     ).toBe(200);
   });
 
-  it('global hourly SMS budget; a refused request costs the number nothing', async () => {
+  it('global hourly SMS budget', async () => {
     const t = await make({ SMS_MAX_PER_HOUR: '3', OTP_MAX_PER_PHONE_PER_HOUR: '1' });
     for (let i = 0; i < 3; i++)
       expect((await requestCode(t, nextPhone(), `192.0.2.${i}`)).statusCode).toBe(200);
-    const late = nextPhone();
-    expectLimited(await requestCode(t, late, '192.0.2.99'));
+    expectLimited(await requestCode(t, nextPhone(), '192.0.2.99'));
     expect(t.sms.sent).toHaveLength(3);
     t.clock.advance(2 * 3600);
-    // Neither the cooldown nor the per-number budget of `late` was used by the refusal.
-    expect((await requestCode(t, late, '192.0.2.99')).statusCode).toBe(200);
+    expect((await requestCode(t, nextPhone(), '192.0.2.99')).statusCode).toBe(200);
+  });
+
+  it('a request refused by one budget costs nothing from the others', async () => {
+    const t = await make({ OTP_MAX_PER_IP_PER_HOUR: '1', OTP_MAX_PER_PHONE_PER_HOUR: '1' });
+    expect((await requestCode(t, nextPhone(), '192.0.2.1')).statusCode).toBe(200);
+    const late = nextPhone();
+    // Refused by the per-IP cap, after the number's cooldown and hourly budget were taken...
+    expectLimited(await requestCode(t, late, '192.0.2.1'));
+    // ...and both given back: the same number from another client goes through at once.
+    expect((await requestCode(t, late, '192.0.2.2')).statusCode).toBe(200);
+    expect(t.sms.sent).toHaveLength(2);
   });
 
   it('wrong guesses are capped per number across codes', async () => {
