@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect as connectTcp, createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -598,6 +600,56 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
     expect(await (admin as Redis).script('FLUSH')).toBe('OK');
 
     await everyScript(2);
+  });
+
+  it('sends the next turn’s commands while earlier ones still await their replies', async () => {
+    // A proxy that sees what the client sends and can hold Redis's replies back.
+    const upstream = new URL(redisUrl as string);
+    const sent: Buffer[] = [];
+    const held: Buffer[] = [];
+    let hold = false;
+    let toClient: Socket | undefined;
+    const proxy = createServer((client) => {
+      toClient = client;
+      const server = connectTcp(Number(upstream.port || 6379), upstream.hostname);
+      client.on('data', (chunk) => {
+        sent.push(chunk);
+        server.write(chunk);
+      });
+      server.on('data', (chunk) => (hold ? held.push(chunk) : client.write(chunk)));
+      for (const socket of [client, server]) socket.on('error', () => {});
+      client.on('close', () => server.destroy());
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    const { port } = proxy.address() as { port: number };
+    const through = new URL(redisUrl as string);
+    through.host = `127.0.0.1:${port}`;
+    const keyPrefix = randomPrefix();
+    const store = await RedisStore.connect({ url: through.toString(), logger: silent, keyPrefix });
+    opened.push({ store, keyPrefix });
+    try {
+      hold = true;
+      const first = store.get('first');
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      const second = store.get('second');
+
+      // The second command reaches Redis although the first is still unanswered.
+      const deadline = Date.now() + 3000;
+      while (!Buffer.concat(sent).includes(`${keyPrefix}second`) && Date.now() < deadline)
+        await sleep(20);
+      expect(Buffer.concat(sent).toString()).toContain(`${keyPrefix}second`);
+
+      hold = false;
+      for (const chunk of held.splice(0)) toClient?.write(chunk);
+      expect(await Promise.all([first, second])).toEqual([null, null]);
+    } finally {
+      await store.close();
+      opened.pop();
+      proxy.close();
+      toClient?.destroy();
+    }
   });
 
   it('survives its connection being killed: fails fast or succeeds, then recovers', async () => {
