@@ -97,9 +97,6 @@ export class RedisStore implements KeyValueStore {
         }),
         {
           ...clientOptions,
-          // A cluster routes each command to its node's connection: commands
-          // of one tick are batched per node by ioredis (see RedisStore.send).
-          enableAutoPipelining: true,
           clusterRetryStrategy: retryStrategy,
           redisOptions: { ...connection, ...passwordOf(seeds[0] as string) },
         },
@@ -141,23 +138,27 @@ export class RedisStore implements KeyValueStore {
 
   /**
    * The client to send a command with. Commands issued in one turn of the
-   * event loop go out in one write: the connection is corked at the first one
-   * and uncorked once the turn's I/O callbacks have run (setImmediate), and the
-   * next turn's commands go out at once, whatever is still awaiting replies.
-   * ioredis's auto-pipelining batches the same way but sends a batch only when
-   * the previous one is fully answered, so under load every command waited an
+   * event loop go out in one write per connection: the connections (a
+   * cluster's, one per node) are corked at the first command and uncorked once
+   * the turn's I/O callbacks have run (setImmediate), and the next turn's
+   * commands go out at once, whatever is still awaiting replies. ioredis's
+   * auto-pipelining batches the same way but sends a batch only when the
+   * previous one is fully answered, so under load every command waited an
    * extra round trip (measured in bench/README.md).
    */
   private send(): RedisClient {
     const client = this.client;
-    if (!this.corked && client instanceof Redis && client.status === 'ready') {
-      const stream = client.stream;
-      stream.cork();
-      this.corked = true;
-      setImmediate(() => {
-        this.corked = false;
-        stream.uncork();
-      });
+    if (!this.corked) {
+      const nodes = client instanceof Redis ? [client] : client.nodes('master');
+      const streams = nodes.filter((node) => node.status === 'ready').map((node) => node.stream);
+      if (streams.length > 0) {
+        for (const stream of streams) stream.cork();
+        this.corked = true;
+        setImmediate(() => {
+          this.corked = false;
+          for (const stream of streams) stream.uncork();
+        });
+      }
     }
     return client;
   }
