@@ -11,10 +11,15 @@ import { cryptoRandom } from '../../src/lib/random.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { createTestDatabase, FakeClock, FakeSms, nextPhone } from '../helper.js';
 
-/** A TCP proxy that can be cut and restored, standing in for a database going away. */
+/**
+ * A TCP proxy that can be cut and restored, standing in for a database going
+ * away, or frozen: connections stay open but nothing goes through, as when a
+ * server hangs or the network drops packets without resetting anything.
+ */
 class CuttableProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
+  private held: { to: Socket; chunk: Buffer }[] | null = null;
   port = 0;
 
   constructor(
@@ -33,12 +38,27 @@ class CuttableProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      const forward = (to: Socket) => (chunk: Buffer) => {
+        if (this.held) this.held.push({ to, chunk });
+        else to.write(chunk);
+      };
+      client.on('data', forward(upstream));
+      upstream.on('data', forward(client));
     });
     this.server.listen(this.port, '127.0.0.1');
     await once(this.server, 'listening');
     const address = this.server.address();
     if (address && typeof address === 'object') this.port = address.port;
+  }
+
+  freeze(): void {
+    this.held = [];
+  }
+
+  thaw(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const { to, chunk } of held) if (!to.destroyed) to.write(chunk);
   }
 
   async cut(): Promise<void> {
@@ -216,5 +236,38 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     await redisProxy.start();
     await eventually(async () => (await request()).statusCode === 200);
     expect((await profile()).statusCode).toBe(200);
+  });
+
+  it('answers 503 within seconds while Redis hangs with its connection open, then recovers', async () => {
+    const { app, redisProxy } = await start();
+    const request = () =>
+      app.inject({
+        method: 'POST',
+        url: '/api/auth/request-code/',
+        payload: { phone_number: nextPhone() },
+      });
+    expect((await request()).statusCode).toBe(200);
+
+    redisProxy.freeze();
+    cleanups.push(async () => redisProxy.thaw());
+    // Nothing is refused or reset: only a bound on each command ends the wait.
+    let deadline: NodeJS.Timeout | undefined;
+    const noAnswer = new Promise<never>((_, reject) => {
+      deadline = setTimeout(() => reject(new Error('no answer in 10 s while Redis hangs')), 10_000);
+    });
+    const { value: res, ms } = await timed(Promise.race([request(), noAnswer]));
+    clearTimeout(deadline);
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({
+      error: 'Service temporarily unavailable. Try again shortly.',
+      code: 'service_unavailable',
+      retry_after: 5,
+    });
+    expect(ms).toBeLessThan(10_000);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.json()).toEqual({ status: 'unavailable', database: 'ok', store: 'unavailable' });
+
+    redisProxy.thaw();
+    await eventually(async () => (await request()).statusCode === 200);
   });
 });
