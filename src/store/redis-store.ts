@@ -71,7 +71,7 @@ export type RedisStoreOptions = {
 export class RedisStore implements KeyValueStore {
   private readonly client: RedisClient;
   private readonly prefix: string;
-  /** The connection is corked until the end of this turn of the event loop. */
+  /** Its connections are corked until this turn of the event loop ends (see send). */
   private corked = false;
 
   private constructor(client: RedisClient, prefix: string) {
