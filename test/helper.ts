@@ -14,7 +14,7 @@ import {
 } from '../src/db/client.js';
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
-import { cryptoRandom } from '../src/lib/random.js';
+import { cryptoRandom, type Random } from '../src/lib/random.js';
 import type { SmsSender } from '../src/sms/sms-sender.js';
 import { SmsDeliveryError } from '../src/sms/sms-sender.js';
 import type { KeyValueStore } from '../src/store/key-value-store.js';
@@ -268,4 +268,13 @@ export async function signIn(t: TestApp, phone = nextPhone()): Promise<SignedIn>
 
 export function auth(token: string): Record<string, string> {
   return { authorization: `Token ${token}` };
+}
+
+/** Randomness that yields the given alphabet indexes in turn, so that a collision can be forced. */
+export function scriptedRandom(indexes: number[]): Random {
+  let i = 0;
+  return {
+    bytes: (length) => Buffer.alloc(length),
+    int: () => indexes[i++ % indexes.length] as number,
+  };
 }

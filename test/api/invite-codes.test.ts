@@ -1,20 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { UserService } from '../../src/auth/user-service.js';
-import type { Random } from '../../src/lib/random.js';
-import { backends, createTestApp, type TestApp } from '../helper.js';
-
-/** Randomness that yields the given alphabet indexes in turn, so a collision can be forced. */
-function scripted(indexes: number[]): Random {
-  let i = 0;
-  return {
-    bytes: (length) => Buffer.alloc(length),
-    int: () => {
-      const value = indexes[i % indexes.length] as number;
-      i++;
-      return value;
-    },
-  };
-}
+import { backends, createTestApp, scriptedRandom, type TestApp } from '../helper.js';
 
 describe.each(backends)('invite code collisions (%s)', (backend) => {
   let t: TestApp;
@@ -25,12 +11,14 @@ describe.each(backends)('invite code collisions (%s)', (backend) => {
   it('a drawn code that is taken is drawn again; the unique constraint decides', async () => {
     t = await createTestApp({ backend });
     const db = t.deps.database;
-    const first = await new UserService(db, t.clock, scripted([0])).findOrCreate('+79991110001');
+    const first = await new UserService(db, t.clock, scriptedRandom([0])).findOrCreate(
+      '+79991110001',
+    );
     // 'A' six times (taken), then 'B' six times.
     const second = await new UserService(
       db,
       t.clock,
-      scripted([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]),
+      scriptedRandom([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]),
     ).findOrCreate('+79991110002');
     expect(first.isNew && second.isNew).toBe(true);
     const inviteCode = async (id: number) =>
@@ -47,7 +35,7 @@ describe.each(backends)('invite code collisions (%s)', (backend) => {
 
   it('gives up with an error, not a loop, when every draw collides', async () => {
     t = await createTestApp({ backend });
-    const always = new UserService(t.deps.database, t.clock, scripted([2]));
+    const always = new UserService(t.deps.database, t.clock, scriptedRandom([2]));
     await always.findOrCreate('+79991110003');
     await expect(always.findOrCreate('+79991110004')).rejects.toThrow(
       'could not allocate a unique invite code',

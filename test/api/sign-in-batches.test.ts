@@ -2,13 +2,13 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type NewToken, UserService } from '../../src/auth/user-service.js';
 import type { Database } from '../../src/db/client.js';
-import type { Random } from '../../src/lib/random.js';
 import {
   auth,
   backends,
   createTestApp,
   nextPhone,
   requestCode,
+  scriptedRandom,
   signIn,
   type TestApp,
 } from '../helper.js';
@@ -28,15 +28,6 @@ function watchSignIns(database: Database) {
     return query(name, text, params);
   }) as Database['query'];
   return watch;
-}
-
-/** Randomness that yields the given alphabet indexes in turn, so a collision can be forced. */
-function scripted(indexes: number[]): Random {
-  let i = 0;
-  return {
-    bytes: (length) => Buffer.alloc(length),
-    int: () => indexes[i++ % indexes.length] as number,
-  };
 }
 
 const token = (byte: number): NewToken => ({ hash: Buffer.alloc(32, byte), expiresAt: null });
@@ -109,7 +100,7 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
     // Every number of the first statement draws 'AAAAAA'; the second new one
     // is drawn again alone and gets 'BBBBBB'.
     const draws = [...Array(18).fill(0), ...Array(6).fill(1)];
-    const users = new UserService(db, t.clock, scripted(draws));
+    const users = new UserService(db, t.clock, scriptedRandom(draws));
     const watch = watchSignIns(db);
 
     const [a, again, b, c] = await Promise.all([
