@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type NewToken, UserService } from '../../src/auth/user-service.js';
@@ -31,6 +32,7 @@ function watchSignIns(database: Database) {
 }
 
 const token = (byte: number): NewToken => ({ hash: Buffer.alloc(32, byte), expiresAt: null });
+const randomToken = (): NewToken => ({ hash: randomBytes(32), expiresAt: null });
 
 describe.each(backends)('sign-ins written together (%s)', (backend) => {
   let t: TestApp;
@@ -124,6 +126,46 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
     expect([count.get(a.user.id), count.get(b.user.id)]).toEqual([2, 1]);
     // The blocked user keeps only the token of the sign-in made before the block.
     expect(count.get(c.user.id)).toBe(1);
+  });
+
+  it('two instances writing batches of the same new numbers create each user once', async () => {
+    t = await createTestApp({ backend });
+    // On PostgreSQL a second instance with its own pool: the two batches race
+    // on the same rows from separate connections, one given the numbers in
+    // reverse. Sixty numbers make the statements overlap long enough that
+    // batches not sorted by number deadlock here.
+    const other = await createTestApp({ shareWith: t });
+    try {
+      const first = new UserService(t.deps.database, t.clock, t.deps.random);
+      const second = new UserService(other.deps.database, other.clock, other.deps.random);
+      for (let round = 0; round < 3; round++) {
+        const numbers = Array.from({ length: 60 }, () => nextPhone());
+        const [mine, theirs] = await Promise.all([
+          Promise.all(numbers.map((phone) => first.findOrCreate(phone, randomToken()))),
+          Promise.all(
+            [...numbers].reverse().map((phone) => second.findOrCreate(phone, randomToken())),
+          ),
+        ]);
+        theirs.reverse();
+        for (const [i, phone] of numbers.entries()) {
+          const [a, b] = [mine[i], theirs[i]];
+          expect(a?.user.phoneNumber).toBe(phone);
+          expect(b?.user.id).toBe(a?.user.id);
+          expect([a?.isNew, b?.isNew].filter(Boolean)).toHaveLength(1);
+        }
+        const [row] = await t.deps.database.query<{ users: number; tokens: number }>(
+          'test_counts',
+          `select count(*)::int as users,
+             (select count(*)::int from api_tokens t join users u on u.id = t.user_id
+              where u.phone_number = any($1)) as tokens
+           from users where phone_number = any($1)`,
+          [numbers],
+        );
+        expect(row).toEqual({ users: 60, tokens: 120 });
+      }
+    } finally {
+      await other.close();
+    }
   });
 
   it('a statement that fails fails every sign-in of its batch, and the next batch runs', async () => {
