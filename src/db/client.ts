@@ -90,12 +90,12 @@ export const pgliteStartParams = [...PGlite.defaultStartParams, '-c', 'shared_bu
  * Runs PGlite's WebAssembly on V8's baseline compiler (Liftoff) only. V8's
  * optimising tier recompiles the hot PostgreSQL functions in background
  * threads, and the memory those threads take stays with the process: under
- * load the embedded service held 207-241 MB with it and 162-189 MB without,
+ * load the embedded service held 207-241 MB with it and 162-197 MB without,
  * and started 0.15-0.2 s sooner; uncached reads were about 10% slower, sign-ins
  * no slower (bench/README.md). Set before the first PGlite module is compiled;
  * it touches only WebAssembly, so the PostgreSQL back-end never sets it.
  */
-export function useBaselineWasmCompiler(): void {
+function useBaselineWasmCompiler(): void {
   setFlagsFromString('--liftoff-only');
 }
 
