@@ -1059,6 +1059,31 @@ async function profileWorkload(context: Context, service: Service): Promise<void
   });
 }
 
+/**
+ * The profile workload's reads with the per-instance caches off (a second
+ * embedded instance on the same DATA_DIR, `CACHE_SIZE=0`): what a first read
+ * costs in PGlite. The owner and referrals are those the profile workload made.
+ */
+async function uncachedProfileWorkload(context: Context, service: Service): Promise<void> {
+  const base = service.baseUrl;
+  const tokens = (
+    await inPool(Array.from({ length: PROFILE_TOKENS }), 1, () => signIn(base, phoneNumber(1)))
+  ).map((s) => s.token);
+  const profile = await expectOk(
+    call(base, 'GET', '/api/profile/', { token: tokens[0] }),
+    'profile',
+  );
+  if (profile.referrals_count !== PROFILE_REFERRALS) {
+    throw new Error(`uncached profile set-up: ${profile.referrals_count} referrals`);
+  }
+  await runLoad(context, service, {
+    workload: 'profile-nocache',
+    description: `GET /api/profile/ with CACHE_SIZE=0, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
+    expectedStatus: 200,
+    job: { requests: tokens.map((t) => authorized(t, '/api/profile/')), distribution: 'rotate' },
+  });
+}
+
 /** verify-code with a wrong code, spread over many numbers that each have a live code. */
 async function verifyWorkload(context: Context, service: Service): Promise<void> {
   const { options } = context;
@@ -1335,6 +1360,19 @@ async function runEmbedded(context: Context, workDir: string, outcome: Outcome):
   const first = await startService({ backend: 'embedded', workDir, env: { DATA_DIR: dataDir } });
   await stopProcess(first.child);
   await runBackend(context, workDir, outcome, { backend: 'embedded', env: { DATA_DIR: dataDir } });
+  // PGlite allows one process per DATA_DIR, so the uncached instance starts
+  // after the first has stopped, on the data the profile workload made.
+  if (!context.options.workloads.includes('profile')) return;
+  const uncached = await startService({
+    backend: 'embedded',
+    workDir,
+    env: { DATA_DIR: dataDir, CACHE_SIZE: '0' },
+  });
+  try {
+    await uncachedProfileWorkload(context, uncached);
+  } finally {
+    await stopProcess(uncached.child);
+  }
 }
 
 /** Starts the service on one backend, runs the workloads chosen, and stops it. */
