@@ -13,13 +13,13 @@ describe.each(backends)('named statements (%s)', (backend: Backend) => {
   async function open(): Promise<Database> {
     if (backend === 'embedded') {
       const database = await openDatabase({ url: 'memory://', dataDir: '', poolSize: 1, logger });
-      cleanups.push(() => database.close());
+      cleanups.push(() => database.close().catch(() => {}));
       return database;
     }
     const created = await createTestDatabase();
     const database = await openDatabase({ url: created.url, dataDir: '', poolSize: 4, logger });
     cleanups.push(async () => {
-      await database.close();
+      await database.close().catch(() => {});
       await created.drop();
     });
     return database;
@@ -81,6 +81,13 @@ describe.each(backends)('named statements (%s)', (backend: Backend) => {
       code: '42601',
     });
     expect(await database.query('after', 'select 3 as three', [])).toEqual([{ three: 3 }]);
+  });
+
+  it('rejects once the database is closed', async () => {
+    const database = await open();
+    expect(await database.query('open', 'select 1 as one', [])).toEqual([{ one: 1 }]);
+    await database.close();
+    await expect(database.query('open', 'select 1 as one', [])).rejects.toThrow();
   });
 
   it('never runs inside a transaction that another caller has open', async () => {
