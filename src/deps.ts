@@ -7,7 +7,6 @@ import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
 import type { KeyValueStore } from './store/key-value-store.js';
 import { MemoryStore } from './store/memory-store.js';
-import { RedisStore } from './store/redis-store.js';
 
 /** Everything the app needs from the outside world, chosen in this one place. */
 export type Deps = {
@@ -32,6 +31,12 @@ export function createLogger(config: Config): Logger {
   return pino({ level: config.LOG_LEVEL, redact: LOG_REDACT });
 }
 
+/** ioredis is loaded only when Redis is configured: the embedded service starts without it. */
+async function openRedisStore(url: string, logger: Logger): Promise<KeyValueStore> {
+  const { RedisStore } = await import('./store/redis-store.js');
+  return RedisStore.connect({ url, logger });
+}
+
 export async function createDeps(config: Config, logger = createLogger(config)): Promise<Deps> {
   const clock = systemClock;
   const database = await openDatabase({
@@ -43,7 +48,7 @@ export async function createDeps(config: Config, logger = createLogger(config)):
   let store: KeyValueStore;
   try {
     store = config.REDIS_URL
-      ? await RedisStore.connect({ url: config.REDIS_URL, logger })
+      ? await openRedisStore(config.REDIS_URL, logger)
       : new MemoryStore(clock);
   } catch (error) {
     await database.close();

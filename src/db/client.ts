@@ -3,12 +3,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { PGlite, parse as pgliteParse, protocol } from '@electric-sql/pglite';
-import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
-import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import * as schema from './schema.js';
 
@@ -100,7 +97,7 @@ function useBaselineWasmCompiler(): void {
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  if (options.url?.startsWith('postgres')) return openPostgres(options.url, options);
+  if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
   useBaselineWasmCompiler();
   let client: PGlite;
   if (options.url === undefined) {
@@ -200,7 +197,13 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
   };
 }
 
-function openPostgres(url: string, options: DatabaseOptions): Database {
+async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
+  // Loaded only for PostgreSQL: the embedded service starts without them.
+  const [{ default: pg }, { drizzle: drizzlePg }, { migrate: migratePg }] = await Promise.all([
+    import('pg'),
+    import('drizzle-orm/node-postgres'),
+    import('drizzle-orm/node-postgres/migrator'),
+  ]);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize,
