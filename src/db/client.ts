@@ -115,10 +115,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return wrapPglite(client);
 }
 
-type PreparedStatement = { text: string; parameterTypes: number[] };
+/** A statement prepared in a PGlite engine: its text, and a serializer per parameter. */
+type PreparedStatement = { text: string; serializers: (Serializer | undefined)[] };
+
+type Serializer = PGlite['serializers'][number];
 
 /** Named statements prepared in each PGlite engine (an engine is one session, shared by its wrappers). */
 const preparedByEngine = new WeakMap<PGlite, Map<string, PreparedStatement>>();
+
+function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
+  let statements = preparedByEngine.get(client);
+  if (statements === undefined) {
+    statements = new Map();
+    preparedByEngine.set(client, statements);
+  }
+  return statements;
+}
 
 /**
  * Runs a named statement on PGlite, prepared once per engine, as on
@@ -130,18 +142,13 @@ const preparedByEngine = new WeakMap<PGlite, Map<string, PreparedStatement>>();
  * `_runExclusive…` are PGlite's internal API: the tests run every hot-path
  * statement through here, so an upgrade that changes them fails there.
  */
-async function queryPrepared<Row>(
+function queryPrepared<Row>(
   client: PGlite,
+  statements: Map<string, PreparedStatement>,
   name: string,
   text: string,
   params: unknown[],
 ): Promise<Row[]> {
-  let prepared = preparedByEngine.get(client);
-  if (prepared === undefined) {
-    prepared = new Map();
-    preparedByEngine.set(client, prepared);
-  }
-  const statements = prepared;
   return client._runExclusiveTransaction(() =>
     client._runExclusiveQuery(async () => {
       let statement = statements.get(name);
@@ -153,15 +160,16 @@ async function queryPrepared<Row>(
             protocol.serialize.sync(),
           ]),
         );
-        statement = { text, parameterTypes: pgliteParse.parseDescribeStatementResults(messages) };
+        const types = pgliteParse.parseDescribeStatementResults(messages);
+        statement = { text, serializers: types.map((type) => client.serializers[type]) };
         statements.set(name, statement);
       } else if (statement.text !== text) {
         throw new Error(`statement ${name} is already prepared with another text`);
       }
-      const { parameterTypes } = statement;
+      const { serializers } = statement;
       const values = params.map((value, index) => {
         if (value === null || value === undefined) return null;
-        const serialize = client.serializers[parameterTypes[index] ?? 0];
+        const serialize = serializers[index];
         return serialize ? (serialize(value) as string) : String(value);
       });
       const { messages } = await client.execProtocol(
@@ -181,11 +189,12 @@ async function queryPrepared<Row>(
 /** Wraps an existing PGlite instance (tests share one engine across apps). */
 export function wrapPglite(client: PGlite, ownsClient = true): Database {
   const db = drizzlePglite({ client, schema }) as unknown as Db;
+  const statements = preparedStatementsOf(client);
   return {
     db,
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
-      queryPrepared<Row>(client, name, text, params),
+      queryPrepared<Row>(client, statements, name, text, params),
     // One process owns a PGlite data directory, so no lock is needed here.
     migrate: () => migratePglite(db as never, { migrationsFolder }),
     ping: async () => {
