@@ -88,7 +88,11 @@ function fromFastifyError(error: FastifyError): ApiError | null {
  * outages become 503; anything else is logged and answered with a generic 500
  * whose details never leave the process.
  */
-export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+export function errorHandler(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
   let apiError = error instanceof ApiError ? error : fromFastifyError(error);
   if (apiError === null) {
     if (error instanceof StoreUnavailableError || isDatabaseUnavailable(error)) {
@@ -108,7 +112,9 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   const status = errorStatus[apiError.code];
   if (apiError.extras.retry_after !== undefined)
     reply.header('Retry-After', String(apiError.extras.retry_after));
-  return reply
+  // Sent, not returned: a returned reply is a thenable that Fastify waits on
+  // (a listener on the response per error), and nothing needs to wait here.
+  reply
     .code(status)
     .type('application/json; charset=utf-8')
     .send({

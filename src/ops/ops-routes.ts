@@ -55,9 +55,12 @@ export const opsRoutes: FastifyPluginAsyncTypebox<OpsRoutesOptions> = async (
     async (_request, reply) => {
       const [db, kv] = await Promise.all([check(() => database.ping()), check(() => store.ping())]);
       const ready = db === 'ok' && kv === 'ok';
-      return reply
-        .code(ready ? 200 : 503)
-        .send({ status: ready ? 'ok' : 'unavailable', database: db, store: kv });
+      reply.code(ready ? 200 : 503);
+      return {
+        status: ready ? ('ok' as const) : ('unavailable' as const),
+        database: db,
+        store: kv,
+      };
     },
   );
 };

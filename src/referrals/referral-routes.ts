@@ -34,7 +34,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   // object, so its bytes are remembered beside it (and dropped with it). Sending
   // bytes also spares encoding a string on every answer.
   const encoded = new WeakMap<object, Buffer>();
-  const sendJson = (reply: FastifyReply, value: object) => {
+  const jsonBytes = (reply: FastifyReply, value: object) => {
     let body = encoded.get(value);
     if (body === undefined) {
       // The route's serializer is fast-json-stringify from its 200 schema: a string.
@@ -42,7 +42,10 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       encoded.set(value, body);
     }
     // Bytes with a JSON content type are sent as they are, not serialised again.
-    return reply.type('application/json; charset=utf-8').send(body as never);
+    // The handler returns them: a returned reply would be a thenable that
+    // Fastify waits on, with a listener on the response for every answer.
+    reply.type('application/json; charset=utf-8');
+    return body as never;
   };
 
   const loadProfile = async (userId: number, version: string | null) => {
@@ -64,7 +67,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       },
     },
     async (request, reply) =>
-      sendJson(reply, await loadProfile(currentUser(request).id, request.userVersion)),
+      jsonBytes(reply, await loadProfile(currentUser(request).id, request.userVersion)),
   );
 
   app.post(
@@ -155,7 +158,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         limit,
         request.userVersion,
       );
-      return sendJson(reply, page);
+      return jsonBytes(reply, page);
     },
   );
 };
