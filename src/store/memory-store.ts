@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import type { Counter, KeyValueStore, Take } from './key-value-store.js';
 
@@ -18,10 +17,19 @@ export class MemoryStore implements KeyValueStore {
     this.sweeper.unref();
   }
 
-  private live(key: string): Entry | undefined {
+  private nowMs(): number {
+    return this.clock.now().getTime();
+  }
+
+  private expiry(ttlSeconds: number, nowMs = this.nowMs()): number {
+    return nowMs + ttlSeconds * 1000;
+  }
+
+  /** The entry if it has not expired; `nowMs` read once per operation. */
+  private live(key: string, nowMs = this.nowMs()): Entry | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAtMs <= this.clock.now().getTime()) {
+    if (entry.expiresAtMs <= nowMs) {
       this.entries.delete(key);
       return undefined;
     }
@@ -29,13 +37,9 @@ export class MemoryStore implements KeyValueStore {
   }
 
   private sweep(): void {
-    const nowMs = this.clock.now().getTime();
+    const nowMs = this.nowMs();
     for (const [key, entry] of this.entries)
       if (entry.expiresAtMs <= nowMs) this.entries.delete(key);
-  }
-
-  private expiry(ttlSeconds: number): number {
-    return this.clock.now().getTime() + ttlSeconds * 1000;
   }
 
   async get(key: string): Promise<string | null> {
@@ -84,8 +88,9 @@ export class MemoryStore implements KeyValueStore {
     keys: readonly string[],
     take?: Take,
   ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }> {
-    const counts = counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1));
-    const values = keys.map((key) => this.live(key)?.value ?? null);
+    const nowMs = this.nowMs();
+    const counts = counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1, nowMs));
+    const values = keys.map((key) => this.live(key, nowMs)?.value ?? null);
     let taken = false;
     const takeKey = take && keys[take.read];
     if (take && takeKey !== undefined && (counts[0] ?? 0) <= take.whileCountAtMost) {
@@ -99,10 +104,10 @@ export class MemoryStore implements KeyValueStore {
     return this.add(key, ttlSeconds, by);
   }
 
-  private add(key: string, ttlSeconds: number, by: number): number {
-    const entry = this.live(key);
+  private add(key: string, ttlSeconds: number, by: number, nowMs = this.nowMs()): number {
+    const entry = this.live(key, nowMs);
     if (entry === undefined) {
-      this.entries.set(key, { value: String(by), expiresAtMs: this.expiry(ttlSeconds) });
+      this.entries.set(key, { value: String(by), expiresAtMs: this.expiry(ttlSeconds, nowMs) });
       return by;
     }
     const next = Number(entry.value) + by;
@@ -115,9 +120,10 @@ export class MemoryStore implements KeyValueStore {
   }
 
   async ttlSeconds(key: string): Promise<number | null> {
-    const entry = this.live(key);
+    const nowMs = this.nowMs();
+    const entry = this.live(key, nowMs);
     if (entry === undefined) return null;
-    return Math.ceil((entry.expiresAtMs - this.clock.now().getTime()) / 1000);
+    return Math.ceil((entry.expiresAtMs - nowMs) / 1000);
   }
 
   async ping(): Promise<void> {}
@@ -128,10 +134,14 @@ export class MemoryStore implements KeyValueStore {
   }
 }
 
-/** Whether `value` starts with `prefix`, comparing every byte whatever the first difference. */
+/**
+ * Whether `value` starts with `prefix`, looking at every character of the
+ * prefix whatever the first difference (no early exit), as timingSafeEqual
+ * does, without copying both into buffers on every guess.
+ */
 function startsWithInConstantTime(value: string | null, prefix: string): boolean {
-  if (value === null) return false;
-  const head = Buffer.from(value).subarray(0, Buffer.byteLength(prefix));
-  const expected = Buffer.from(prefix);
-  return head.length === expected.length && timingSafeEqual(head, expected);
+  if (value === null || value.length < prefix.length) return false;
+  let difference = 0;
+  for (let i = 0; i < prefix.length; i++) difference |= value.charCodeAt(i) ^ prefix.charCodeAt(i);
+  return difference === 0;
 }
