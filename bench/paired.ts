@@ -267,7 +267,13 @@ function load(build: Build, seconds: number): Promise<AcResult> {
   });
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? 0)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
 
 async function main(): Promise<void> {
   sh('taskset', ['-a', '-cp', '0', String(process.pid)]);
