@@ -22,6 +22,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { OPEN_LIMITS, startScriptNodeArgs } from './service-settings.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOST = '127.0.0.1';
@@ -61,16 +62,6 @@ if (
   process.stdout.write(USAGE);
   process.exit(2);
 }
-
-/** Limits opened as in bench/run.ts: every cap off, codes re-sent at once. */
-const OPEN_LIMITS = {
-  OTP_MAX_ATTEMPTS: '100',
-  OTP_RESEND_COOLDOWN_SECONDS: '0',
-  OTP_MAX_PER_PHONE_PER_HOUR: '0',
-  OTP_MAX_PER_IP_PER_HOUR: '0',
-  OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '0',
-  SMS_MAX_PER_HOUR: '0',
-};
 
 type Build = {
   name: 'base' | 'this';
@@ -114,14 +105,6 @@ function freePort(): Promise<number> {
       );
     });
   });
-}
-
-/** The node flags of `npm start`, as bench/run.ts reads them. */
-function startFlags(): string[] {
-  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-    scripts: { start: string };
-  };
-  return manifest.scripts.start.trim().split(/\s+/).slice(1, -1);
 }
 
 /** CPU time (user + system) a process has used so far, in µs. */
@@ -178,7 +161,7 @@ async function start(build: Build): Promise<void> {
   // Both services on core 1; this process (the load generator) on core 0.
   const child = spawn(
     'taskset',
-    ['-c', '1', process.execPath, ...startFlags(), join(build.dir, 'dist', 'server.js')],
+    ['-c', '1', process.execPath, ...startScriptNodeArgs(), join(build.dir, 'dist', 'server.js')],
     { cwd: workDir, env: { ...build.env, PORT: String(port) }, stdio: 'ignore' },
   );
   build.child = child;

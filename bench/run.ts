@@ -38,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { OPEN_LIMITS, startScriptNodeArgs } from './service-settings.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
@@ -616,30 +617,6 @@ type ServiceSettings = {
   workDir: string;
   cpuProfileDir?: string;
 };
-
-/** Limits opened (issue 6): 0 turns each cap off, and codes may be re-sent at once. */
-const OPEN_LIMITS = {
-  OTP_MAX_ATTEMPTS: '100',
-  OTP_RESEND_COOLDOWN_SECONDS: '0',
-  OTP_MAX_PER_PHONE_PER_HOUR: '0',
-  OTP_MAX_PER_IP_PER_HOUR: '0',
-  OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '0',
-  SMS_MAX_PER_HOUR: '0',
-};
-
-/** The node flags in package.json's `start` script (`node [flags] dist/server.js`). */
-function startScriptNodeArgs(): string[] {
-  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-    scripts: { start: string };
-  };
-  const words = manifest.scripts.start.trim().split(/\s+/);
-  if (words[0] !== 'node' || words.at(-1) !== 'dist/server.js') {
-    throw new Error(
-      `npm start is "${manifest.scripts.start}": expected node [flags] dist/server.js`,
-    );
-  }
-  return words.slice(1, -1);
-}
 
 async function startService(settings: ServiceSettings): Promise<Service> {
   const port = await freePort();
