@@ -25,13 +25,15 @@ export async function docsRoutes(app: FastifyInstance): Promise<void> {
   redocBundle ??= readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
   const bundle = redocBundle;
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/api/docs/', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').send(DOCS_HTML),
-  );
-  app.get('/api/docs/redoc.standalone.js', { schema: { hide: true } }, async (_request, reply) =>
+  // Bodies are returned, not the reply: a returned reply is a thenable Fastify waits on.
+  app.get('/api/docs/', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type('text/html; charset=utf-8');
+    return DOCS_HTML;
+  });
+  app.get('/api/docs/redoc.standalone.js', { schema: { hide: true } }, async (_request, reply) => {
     reply
       .type('application/javascript; charset=utf-8')
-      .header('Cache-Control', 'public, max-age=86400')
-      .send(bundle),
-  );
+      .header('Cache-Control', 'public, max-age=86400');
+    return bundle;
+  });
 }
