@@ -15,7 +15,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -70,7 +70,6 @@ type Build = {
   child: ChildProcess | undefined;
   pid: number;
   url: string;
-  database?: string;
   tokens: string[];
   cpuUsPerRequest: number[];
   requestsPerSecond: number[];
@@ -81,6 +80,7 @@ type AcRequest = {
   method: string;
   path: string;
   headers?: Record<string, string>;
+  body?: string;
   setupRequest?: (request: AcRequest) => AcRequest;
 };
 const autocannon = createRequire(import.meta.url)('autocannon') as (
@@ -158,12 +158,15 @@ function prepare(build: Build, redisDb: number): void {
 
 async function start(build: Build): Promise<void> {
   const port = await freePort();
+  const logFile = join(workDir, `service-${build.name}.log`);
+  const log = openSync(logFile, 'w');
   // Both services on core 1; this process (the load generator) on core 0.
   const child = spawn(
     'taskset',
     ['-c', '1', process.execPath, ...startScriptNodeArgs(), join(build.dir, 'dist', 'server.js')],
-    { cwd: workDir, env: { ...build.env, PORT: String(port) }, stdio: 'ignore' },
+    { cwd: workDir, env: { ...build.env, PORT: String(port) }, stdio: ['ignore', log, log] },
   );
+  closeSync(log);
   build.child = child;
   build.pid = child.pid ?? 0;
   build.url = `http://${HOST}:${port}`;
@@ -172,7 +175,9 @@ async function start(build: Build): Promise<void> {
       if ((await fetch(`${build.url}/healthz`)).ok) return;
     } catch {}
     if (Date.now() > deadline || child.exitCode !== null)
-      throw new Error(`${build.name} did not start`);
+      throw new Error(
+        `${build.name} did not start:\n${readFileSync(logFile, 'utf8').slice(-2000)}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -237,7 +242,7 @@ function requestsOf(build: Build): AcRequest[] {
         ...request,
         body: JSON.stringify({ phone_number: phone(next++ % NUMBERS), code: '0000000' }),
       }),
-    } as AcRequest,
+    },
   ];
 }
 
@@ -330,16 +335,34 @@ async function main(): Promise<void> {
   );
 }
 
+/** Stops what was started, drops what was made: once, at the end or on Ctrl-C. */
+let cleaning: Promise<void> | undefined;
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch {}
+    }
+    rmSync(workDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+const interrupted = () => {
+  process.stderr.write('\ninterrupted: stopping everything started\n');
+  void cleanUp().finally(() => process.exit(130));
+};
+process.once('SIGINT', interrupted);
+process.once('SIGTERM', interrupted);
+
 try {
   await main();
 } catch (error) {
-  process.stderr.write(`bench:paired failed: ${(error as Error).stack ?? error}\n`);
-  process.exitCode = 1;
-} finally {
-  for (const cleanup of cleanups.reverse()) {
-    try {
-      await cleanup();
-    } catch {}
+  // After Ctrl-C, requests in flight fail as the services stop: that is no news.
+  if (cleaning === undefined) {
+    process.stderr.write(`bench:paired failed: ${(error as Error).stack ?? error}\n`);
+    process.exitCode = 1;
   }
-  rmSync(workDir, { recursive: true, force: true });
+} finally {
+  await cleanUp();
 }
