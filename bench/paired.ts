@@ -22,7 +22,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { OPEN_LIMITS, startScriptNodeArgs } from './service-settings.js';
+import { OPEN_LIMITS, startScriptNodeArgs, startScriptOf } from './service-settings.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOST = '127.0.0.1';
@@ -163,7 +163,13 @@ async function start(build: Build): Promise<void> {
   // Both services on core 1; this process (the load generator) on core 0.
   const child = spawn(
     'taskset',
-    ['-c', '1', process.execPath, ...startScriptNodeArgs(), join(build.dir, 'dist', 'server.js')],
+    [
+      '-c',
+      '1',
+      process.execPath,
+      ...startScriptNodeArgs(startScriptOf(backend)),
+      join(build.dir, 'dist', 'server.js'),
+    ],
     { cwd: workDir, env: { ...build.env, PORT: String(port) }, stdio: ['ignore', log, log] },
   );
   closeSync(log);

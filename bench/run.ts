@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { OPEN_LIMITS, startScriptNodeArgs } from './service-settings.js';
+import { OPEN_LIMITS, startScriptNodeArgs, startScriptOf } from './service-settings.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
@@ -618,16 +618,25 @@ type ServiceSettings = {
   cpuProfileDir?: string;
 };
 
+/**
+ * The service runs as the README's start script for its back-end runs it
+ * (`npm start`, or `npm run start:postgres`), with the same node flags, then
+ * BENCH_NODE_ARGS (extra flags, to compare settings such as V8 heap sizes).
+ */
+function serviceNodeArgs(backend: Backend): string[] {
+  return [
+    ...startScriptNodeArgs(startScriptOf(backend)),
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+  ];
+}
+
 async function startService(settings: ServiceSettings): Promise<Service> {
   const port = await freePort();
   const baseUrl = `http://${HOST}:${port}`;
   const logFile = join(settings.workDir, `service-${settings.backend}-${port}.log`);
   const log = openSync(logFile, 'a');
   const nodeArgs = [
-    // The service runs as `npm start` runs it, with the same node flags.
-    ...startScriptNodeArgs(),
-    // Extra flags for the service's node, to compare settings (e.g. V8 heap sizes).
-    ...(process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    ...serviceNodeArgs(settings.backend),
     ...(settings.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfileDir}`] : []),
   ];
   const started = performance.now();
@@ -1719,6 +1728,8 @@ type Results = {
     warmupSeconds: number;
     loadGenerator: string;
     serviceEnv: Record<string, string>;
+    /** The node command line of the service on each back-end (its README start script, plus BENCH_NODE_ARGS). */
+    serviceNode: Record<string, string>;
   };
   bare: { runs: WorkloadRun[]; rps: number };
   runs: WorkloadRun[];
@@ -1757,6 +1768,9 @@ function toMarkdown(results: Results): string {
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, ${m.os} (${m.kernel}); Node ${m.node}, PostgreSQL ${m.postgres ?? 'n/a'}, Redis ${m.redis ?? 'n/a'}.`,
     `Load average at start ${m.loadAverageAtStart.join(' ')}, at end ${m.loadAverageAtEnd.join(' ')}.`,
     `Commit ${results.git.commit}${results.git.dirty ? ' with uncommitted changes in src/' : ''}.`,
+    `Service: ${Object.entries(results.settings.serviceNode)
+      .map(([backend, command]) => `${backend} \`${command}\``)
+      .join(', ')}.`,
     `Load: autocannon ${results.settings.loadGenerator}, ${results.settings.connections} keep-alive connections (@N: N connections), ${results.settings.warmupSeconds} s warm-up then ${results.settings.durationSeconds} s measured per workload, in its own process. The service, the load generator, PostgreSQL and Redis share the same cores.`,
     `Ratios: "vs bare next to it" divides by the higher of the bare node:http runs measured just before and just after the workload (the host's speed drifts within minutes); the targets are judged on it. "vs best bare" divides by the highest bare run of the whole run.`,
     `CPU columns: % of one core during the measured window (service process, load generator, all postgres processes, redis-server, everything else in this machine, and steal: time the hypervisor gave to other guests).`,
@@ -1971,6 +1985,12 @@ async function main(): Promise<void> {
         SMS_CONSOLE_DELAY_MS: '0',
         ...OPEN_LIMITS,
       },
+      serviceNode: Object.fromEntries(
+        (['postgres', 'embedded'] as const).map((backend) => [
+          backend,
+          ['node', ...serviceNodeArgs(backend), 'dist/server.js'].join(' '),
+        ]),
+      ),
     },
     bare: { runs: bareRuns, rps: bareRps },
     runs: context.runs,

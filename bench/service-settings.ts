@@ -15,16 +15,24 @@ export const OPEN_LIMITS = {
   SMS_MAX_PER_HOUR: '0',
 };
 
-/** The node flags in package.json's `start` script (`node [flags] dist/server.js`). */
-export function startScriptNodeArgs(): string[] {
+/**
+ * The npm script the README tells users to run the service with: `start` on
+ * the embedded database, `start:postgres` on PostgreSQL (a larger young
+ * generation: the process holds no database, so memory allows it).
+ */
+export function startScriptOf(backend: string): 'start' | 'start:postgres' {
+  return backend === 'postgres' ? 'start:postgres' : 'start';
+}
+
+/** The node flags of a package.json start script (`node [flags] dist/server.js`). */
+export function startScriptNodeArgs(script: 'start' | 'start:postgres' = 'start'): string[] {
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-    scripts: { start: string };
+    scripts: Record<string, string | undefined>;
   };
-  const words = manifest.scripts.start.trim().split(/\s+/);
+  const command = manifest.scripts[script] ?? '';
+  const words = command.trim().split(/\s+/);
   if (words[0] !== 'node' || words.at(-1) !== 'dist/server.js') {
-    throw new Error(
-      `npm start is "${manifest.scripts.start}": expected node [flags] dist/server.js`,
-    );
+    throw new Error(`npm run ${script} is "${command}": expected node [flags] dist/server.js`);
   }
   return words.slice(1, -1);
 }
