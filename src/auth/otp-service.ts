@@ -67,7 +67,7 @@ export class OtpService {
     return `otp:{${phoneNumber}}`;
   }
 
-  /** Guesses at the current code; reset whenever a new code is stored. */
+  /** Guesses at the current code; reset when a new code is stored, removed with the code when it is used. */
   private attemptsKey(phoneNumber: string): string {
     return `otp:{${phoneNumber}}:attempts`;
   }

@@ -38,9 +38,10 @@ export interface KeyValueStore {
    * the values in the order of `keys`. With `take`, the same step then removes
    * the key read at `keys[take.read]` if its value starts with `take.prefix`
    * (compared in constant time) and the first counter is at most
-   * `take.whileCountAtMost`; `taken` says whether it did. So a caller that
-   * knows only part of a value can consume it without a second step. On a
-   * Redis Cluster all keys must share a hash tag.
+   * `take.whileCountAtMost`, and with it that first counter, which counted
+   * the attempts at what is now gone; `taken` says whether it did. So a
+   * caller that knows only part of a value can consume it without a second
+   * step. On a Redis Cluster all keys must share a hash tag.
    */
   incrementAndGet(
     counters: readonly Counter[],

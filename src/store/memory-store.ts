@@ -95,7 +95,10 @@ export class MemoryStore implements KeyValueStore {
     const takeKey = take && keys[take.read];
     if (take && takeKey !== undefined && (counts[0] ?? 0) <= take.whileCountAtMost) {
       taken = startsWithInConstantTime(values[take.read] ?? null, take.prefix);
-      if (taken) this.entries.delete(takeKey);
+      if (taken) {
+        this.entries.delete(takeKey);
+        if (counters[0]) this.entries.delete(counters[0].key);
+      }
     }
     return { counts, values, taken };
   }

@@ -44,7 +44,10 @@ if take and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
     -- In constant time: every byte is compared, whatever the first difference.
     local byte, bor, bxor, diff = string.byte, bit.bor, bit.bxor, 0
     for i = 1, #prefix do diff = bor(diff, bxor(byte(value, i), byte(prefix, i))) end
-    if diff == 0 then taken = redis.call('DEL', KEYS[index]) end
+    if diff == 0 then
+      taken = redis.call('DEL', KEYS[index])
+      if counters > 0 then redis.call('DEL', KEYS[1]) end
+    end
   end
 end
 result[#KEYS + 1] = taken
