@@ -25,7 +25,7 @@ export function startScriptOf(backend: string): 'start' | 'start:postgres' {
 }
 
 /** The node flags of a package.json start script (`node [flags] dist/server.js`). */
-export function startScriptNodeArgs(script: 'start' | 'start:postgres' = 'start'): string[] {
+export function startScriptNodeArgs(script: 'start' | 'start:postgres'): string[] {
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
     scripts: Record<string, string | undefined>;
   };
