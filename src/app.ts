@@ -161,12 +161,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   const phonePolicy = {
     defaultRegion: config.DEFAULT_PHONE_REGION,
     allowedRegions: config.allowedRegions,
+    deniedRegions: config.deniedRegions,
+    allowNonMobile: config.PHONE_ALLOW_NON_MOBILE,
   };
   const testCodes = new Map<string, string>();
   for (const { phone, code } of config.testPhones) {
     const normalized = normalizePhone(phone, {
       defaultRegion: config.DEFAULT_PHONE_REGION,
       allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
     });
     if (!normalized.ok)
       throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);

@@ -18,13 +18,16 @@ export type AuthRoutesOptions = {
   resendCooldownSeconds: number;
 };
 
+const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string> = {
+  invalid: 'Enter a valid phone number, e.g. +79991234567.',
+  region_not_allowed: 'Phone numbers from this region are not supported.',
+  not_mobile: 'Codes are sent only to mobile numbers.',
+};
+
 function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
   const result = normalizePhone(input);
   if (result.ok) return result.phoneNumber;
-  const message =
-    result.reason === 'region_not_allowed'
-      ? 'Phone numbers from this region are not supported.'
-      : 'Enter a valid phone number, e.g. +79991234567.';
+  const message = phoneMessages[result.reason];
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
 }
 
