@@ -205,6 +205,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
+    captcha: deps.captcha,
   });
   await app.register(referralRoutes, { referrals, sessions });
   await app.register(docsRoutes);

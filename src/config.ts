@@ -80,6 +80,16 @@ export const ConfigSchema = Type.Object({
     false,
     'accept fixed-line, VoIP, toll-free, premium-rate and other non-mobile numbers',
   ),
+  CAPTCHA_PROVIDER: Type.Union(
+    [Type.Literal('none'), Type.Literal('turnstile'), Type.Literal('hcaptcha')],
+    {
+      default: 'none',
+      description: 'none | turnstile | hcaptcha: required on request-code when set',
+    },
+  ),
+  CAPTCHA_SITE_KEY: OptStr('public site key the web UI renders the widget with'),
+  CAPTCHA_SECRET: OptStr('secret key of the CAPTCHA provider'),
+  CAPTCHA_VERIFY_URL: OptStr("server-side verify endpoint (default: the provider's)"),
   TEST_PHONE_NUMBERS: Str('', '+79990000001:1234,…: fixed codes, no SMS, no send caps'),
   ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
   TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),
@@ -252,7 +262,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     need(!raw.SMS_WEBHOOK_URL, 'SMS_WEBHOOK_URL', 'when SMS_PROVIDER=webhook');
     need(!raw.SMS_WEBHOOK_SECRET, 'SMS_WEBHOOK_SECRET', 'when SMS_PROVIDER=webhook');
   }
-  for (const name of ['SMS_WEBHOOK_URL', 'TWILIO_API_URL', 'SMSRU_API_URL'] as const) {
+  if (raw.CAPTCHA_PROVIDER !== 'none') {
+    const when = `when CAPTCHA_PROVIDER=${raw.CAPTCHA_PROVIDER}`;
+    need(!raw.CAPTCHA_SITE_KEY, 'CAPTCHA_SITE_KEY', when);
+    need(!raw.CAPTCHA_SECRET, 'CAPTCHA_SECRET', when);
+  }
+  for (const name of [
+    'SMS_WEBHOOK_URL',
+    'TWILIO_API_URL',
+    'SMSRU_API_URL',
+    'CAPTCHA_VERIFY_URL',
+  ] as const) {
     const value = raw[name];
     if (value !== undefined && !isHttpUrl(value)) problems.push(`${name} must be an http(s) URL`);
   }

@@ -1,4 +1,8 @@
-import { type CountryCode, type PhoneNumberType, parsePhoneNumberWithError } from 'libphonenumber-js/max';
+import {
+  type CountryCode,
+  type PhoneNumberType,
+  parsePhoneNumberWithError,
+} from 'libphonenumber-js/max';
 import { LRUCache } from 'lru-cache';
 
 export type PhonePolicy = {
