@@ -161,12 +161,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   const phonePolicy = {
     defaultRegion: config.DEFAULT_PHONE_REGION,
     allowedRegions: config.allowedRegions,
+    deniedRegions: config.deniedRegions,
+    allowNonMobile: config.PHONE_ALLOW_NON_MOBILE,
   };
   const testCodes = new Map<string, string>();
   for (const { phone, code } of config.testPhones) {
     const normalized = normalizePhone(phone, {
       defaultRegion: config.DEFAULT_PHONE_REGION,
       allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
     });
     if (!normalized.ok)
       throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
@@ -201,6 +205,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
+    captcha: deps.captcha,
   });
   await app.register(referralRoutes, { referrals, sessions });
   await app.register(docsRoutes);

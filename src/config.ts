@@ -75,6 +75,21 @@ export const ConfigSchema = Type.Object({
   ),
   SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
   PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
+  PHONE_DENIED_REGIONS: Str('', 'comma-separated ISO regions refused even if allowed, e.g. XX,YY'),
+  PHONE_ALLOW_NON_MOBILE: Bool(
+    false,
+    'accept fixed-line, VoIP, toll-free, premium-rate and other non-mobile numbers',
+  ),
+  CAPTCHA_PROVIDER: Type.Union(
+    [Type.Literal('none'), Type.Literal('turnstile'), Type.Literal('hcaptcha')],
+    {
+      default: 'none',
+      description: 'none | turnstile | hcaptcha: required on request-code when set',
+    },
+  ),
+  CAPTCHA_SITE_KEY: OptStr('public site key the web UI renders the widget with'),
+  CAPTCHA_SECRET: OptStr('secret key of the CAPTCHA provider'),
+  CAPTCHA_VERIFY_URL: OptStr("server-side verify endpoint (default: the provider's)"),
   TEST_PHONE_NUMBERS: Str('', '+79990000001:1234,…: fixed codes, no SMS, no send caps'),
   ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
   TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),
@@ -96,6 +111,7 @@ export type Config = RawConfig & {
   secretKey: string;
   usesDevelopmentSecret: boolean;
   allowedRegions: string[];
+  deniedRegions: string[];
   corsOrigins: string[];
   /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
   testPhones: TestPhone[];
@@ -184,10 +200,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const raw = withDefaults as RawConfig;
   const production = raw.NODE_ENV === 'production';
 
-  const allowedRegions = parseList(raw.PHONE_ALLOWED_REGIONS).map((r) => r.toUpperCase());
-  for (const region of allowedRegions) {
-    if (!isSupportedCountry(region)) {
-      problems.push(`PHONE_ALLOWED_REGIONS contains "${region}", which is not an ISO 3166 region`);
+  const regionList = (name: 'PHONE_ALLOWED_REGIONS' | 'PHONE_DENIED_REGIONS') => {
+    const regions = parseList(raw[name]).map((r) => r.toUpperCase());
+    for (const region of regions) {
+      if (!isSupportedCountry(region)) {
+        problems.push(`${name} contains "${region}", which is not an ISO 3166 region`);
+      }
+    }
+    return regions;
+  };
+  const allowedRegions = regionList('PHONE_ALLOWED_REGIONS');
+  const deniedRegions = regionList('PHONE_DENIED_REGIONS');
+  for (const region of deniedRegions) {
+    if (allowedRegions.includes(region)) {
+      problems.push(`${region} is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS`);
     }
   }
   const defaultRegion = raw.DEFAULT_PHONE_REGION.toUpperCase();
@@ -236,7 +262,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     need(!raw.SMS_WEBHOOK_URL, 'SMS_WEBHOOK_URL', 'when SMS_PROVIDER=webhook');
     need(!raw.SMS_WEBHOOK_SECRET, 'SMS_WEBHOOK_SECRET', 'when SMS_PROVIDER=webhook');
   }
-  for (const name of ['SMS_WEBHOOK_URL', 'TWILIO_API_URL', 'SMSRU_API_URL'] as const) {
+  if (raw.CAPTCHA_PROVIDER !== 'none') {
+    const when = `when CAPTCHA_PROVIDER=${raw.CAPTCHA_PROVIDER}`;
+    need(!raw.CAPTCHA_SITE_KEY, 'CAPTCHA_SITE_KEY', when);
+    need(!raw.CAPTCHA_SECRET, 'CAPTCHA_SECRET', when);
+  }
+  for (const name of [
+    'SMS_WEBHOOK_URL',
+    'TWILIO_API_URL',
+    'SMSRU_API_URL',
+    'CAPTCHA_VERIFY_URL',
+  ] as const) {
     const value = raw[name];
     if (value !== undefined && !isHttpUrl(value)) problems.push(`${name} must be an http(s) URL`);
   }
@@ -265,6 +301,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     secretKey: raw.SECRET_KEY ?? DEVELOPMENT_SECRET,
     usesDevelopmentSecret: raw.SECRET_KEY === undefined,
     allowedRegions,
+    deniedRegions,
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
   };

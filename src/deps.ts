@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
@@ -17,6 +18,8 @@ export type Deps = {
   database: Database;
   store: KeyValueStore;
   sms: SmsSender;
+  /** Required on request-code when CAPTCHA_PROVIDER is set; null otherwise. */
+  captcha: CaptchaVerifier | null;
 };
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */
@@ -62,6 +65,7 @@ export async function createDeps(config: Config, logger = createLogger(config)):
     database,
     store,
     sms: createSmsSender(config, logger),
+    captcha: createCaptchaVerifier(config),
   };
 }
 

@@ -10,6 +10,8 @@ export const errorStatus = {
   invalid_code: 400,
   code_expired: 400,
   invalid_cursor: 400,
+  captcha_required: 400,
+  captcha_invalid: 400,
   invite_not_found: 400,
   invite_own_code: 400,
   invite_already_activated: 400,
@@ -26,6 +28,7 @@ export const errorStatus = {
   internal_error: 500,
   sms_delivery_failed: 502,
   service_unavailable: 503,
+  captcha_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -60,7 +60,10 @@ describe('loadConfig defaults', () => {
       SMS_CONSOLE_DELAY_MS: 1500,
       LOG_LEVEL: 'info',
       ALLOW_TEST_PHONES: false,
+      PHONE_DENIED_REGIONS: '',
+      PHONE_ALLOW_NON_MOBILE: false,
       allowedRegions: [],
+      deniedRegions: [],
       corsOrigins: [],
       testPhones: [],
       usesDevelopmentSecret: true,
@@ -163,6 +166,14 @@ describe('loadConfig refuses invalid values, naming the variable', () => {
     [
       { PHONE_ALLOWED_REGIONS: 'RU,XX' },
       'PHONE_ALLOWED_REGIONS contains "XX", which is not an ISO 3166 region',
+    ],
+    [
+      { PHONE_DENIED_REGIONS: 'KZ,QQ' },
+      'PHONE_DENIED_REGIONS contains "QQ", which is not an ISO 3166 region',
+    ],
+    [
+      { PHONE_ALLOWED_REGIONS: 'RU,KZ', PHONE_DENIED_REGIONS: 'kz' },
+      'KZ is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS',
     ],
     [{ DEFAULT_PHONE_REGION: 'zz' }, 'DEFAULT_PHONE_REGION is "zz", not an ISO 3166 region'],
     [

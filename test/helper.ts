@@ -3,6 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import pino from 'pino';
 import { type App, type AppOptions, buildApp } from '../src/app.js';
+import { createCaptchaVerifier } from '../src/auth/captcha.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
 import { type Config, loadConfig } from '../src/config.js';
 import {
@@ -215,7 +216,16 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     cleanups.push(() => memory.close());
   }
   if (options.wrapStore) store = options.wrapStore(store);
-  const deps: Deps = { config, logger, clock, random: cryptoRandom, database, store, sms };
+  const deps: Deps = {
+    config,
+    logger,
+    clock,
+    random: cryptoRandom,
+    database,
+    store,
+    sms,
+    captcha: createCaptchaVerifier(config),
+  };
   const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
   await app.ready();
   return {

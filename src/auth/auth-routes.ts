@@ -3,6 +3,8 @@ import Type from 'typebox';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { currentUser, requireUser } from './auth-hook.js';
+import type { CaptchaVerifier } from './captcha.js';
+import { requireCaptcha } from './captcha-hook.js';
 import type { OtpService } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
 import type { SessionService } from './session-service.js';
@@ -16,15 +18,20 @@ export type AuthRoutesOptions = {
   normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
   resendCooldownSeconds: number;
+  /** Required on request-code when configured (CAPTCHA_PROVIDER). */
+  captcha: CaptchaVerifier | null;
+};
+
+const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string> = {
+  invalid: 'Enter a valid phone number, e.g. +79991234567.',
+  region_not_allowed: 'Phone numbers from this region are not supported.',
+  not_mobile: 'Codes are sent only to mobile numbers.',
 };
 
 function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
   const result = normalizePhone(input);
   if (result.ok) return result.phoneNumber;
-  const message =
-    result.reason === 'region_not_allowed'
-      ? 'Phone numbers from this region are not supported.'
-      : 'Enter a valid phone number, e.g. +79991234567.';
+  const message = phoneMessages[result.reason];
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
 }
 
@@ -37,17 +44,54 @@ function tooMany(
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
+  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds, captcha } =
+    options;
+
+  app.get(
+    '/api/auth/captcha/',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'The CAPTCHA that request-code requires, if any',
+        description:
+          'Which widget a client shows before requesting a code, and its public site key. Both are null when no CAPTCHA is configured.',
+        response: {
+          200: Type.Object(
+            {
+              provider: Type.Union([
+                Type.Literal('turnstile'),
+                Type.Literal('hcaptcha'),
+                Type.Null(),
+              ]),
+              site_key: Type.Union([Type.String(), Type.Null()]),
+            },
+            { description: 'The CAPTCHA settings of this deployment' },
+          ),
+        },
+      },
+    },
+    async () => ({ provider: captcha?.provider ?? null, site_key: captcha?.siteKey ?? null }),
+  );
 
   app.post(
     '/api/auth/request-code/',
     {
+      ...(captcha ? { preHandler: requireCaptcha(captcha) } : {}),
       schema: {
         tags: ['auth'],
         summary: 'Send a one-time code to a phone number',
         description:
           'Sends a code by SMS. The answer is the same for registered and new numbers. `dev_code` is present only outside production.',
-        body: Type.Object({ phone_number: PhoneNumber }),
+        body: Type.Object({
+          phone_number: PhoneNumber,
+          captcha_token: Type.Optional(
+            Type.String({
+              maxLength: 4096,
+              description:
+                'The CAPTCHA widget’s token; required when GET /api/auth/captcha/ names a provider',
+            }),
+          ),
+        }),
         response: {
           200: Type.Object({
             success: Type.Literal(true),

@@ -114,6 +114,7 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       database,
       store,
       sms: new FakeSms(),
+      captcha: null,
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     cleanups.push(

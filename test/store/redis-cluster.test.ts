@@ -136,6 +136,7 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
       database,
       store,
       sms: new FakeSms(),
+      captcha: null,
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     try {
