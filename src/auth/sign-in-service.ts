@@ -22,8 +22,8 @@ export class SignInService {
     private readonly sessions: SessionService,
   ) {}
 
-  async signIn(phoneNumber: string, code: string): Promise<SignInResult> {
-    const verified = await this.otp.verify(phoneNumber, code);
+  async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
+    const verified = await this.otp.verify(phoneNumber, code, clientIp);
     if (!verified.ok) return verified;
     const { token, stored } = this.sessions.newToken();
     const { user, isNew } = await this.users.findOrCreate(phoneNumber, stored);
