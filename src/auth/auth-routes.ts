@@ -10,6 +10,7 @@ import type { SessionService } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
+  /** Not used here (codes are issued and checked through `signIns`); buildApp passes it. */
   otp: OtpService;
   signIns: SignInService;
   sessions: SessionService;
@@ -63,7 +64,7 @@ const attemptsMessages: Record<AttemptsLimit, string> = {
 };
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
+  const { signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
 
   app.post(
     '/api/auth/request-code/',
@@ -92,7 +93,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     },
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
-      const result = await otp.issue(phoneNumber, request.ip);
+      const result = await signIns.requestCode(phoneNumber, request.ip);
       if (!result.ok) {
         if (result.error === 'rate_limited')
           throw sendRefused(result.limit, result.retryAfterSeconds);

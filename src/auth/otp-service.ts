@@ -26,7 +26,8 @@ export type IssueResult =
 export type AttemptsLimit = 'code' | 'number' | 'client';
 
 export type VerifyResult =
-  | { ok: true }
+  /** `withheld`: the code was issued to a blocked account and never sent; it must not sign in. */
+  | { ok: true; withheld: boolean }
   | { ok: false; error: 'code_expired' }
   | { ok: false; error: 'invalid_code'; attemptsLeft: number }
   | { ok: false; error: 'too_many_attempts'; limit: AttemptsLimit; retryAfterSeconds: number };
@@ -34,6 +35,9 @@ export type VerifyResult =
 const DIGITS = '0123456789';
 
 const HOUR_SECONDS = 3600;
+
+/** The last field of a code record issued to a blocked account: it is never sent, and never signs in. */
+const WITHHELD = 'withheld';
 
 /**
  * One-time codes. A code is stored only as an HMAC keyed by SECRET_KEY (a leak
@@ -46,6 +50,8 @@ const HOUR_SECONDS = 3600;
 export class OtpService {
   private readonly failedGuesses: SlidingLog;
   private readonly hmacKey: KeyObject;
+  /** A moving average of how long the SMS provider takes, to answer a withheld code as slowly. */
+  private typicalSendMs = 0;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -85,7 +91,17 @@ export class OtpService {
       .toString('base64url');
   }
 
-  async issue(phoneNumber: string, clientIp: string): Promise<IssueResult> {
+  /**
+   * Issues a code and sends it. `isBlocked` is asked once the send limits
+   * have let the request through: a blocked number is sent nothing, yet is
+   * answered as any other (same limits, same answer, a code that never signs
+   * in), so that request-code does not tell who is blocked.
+   */
+  async issue(
+    phoneNumber: string,
+    clientIp: string,
+    isBlocked: () => Promise<boolean> = async () => false,
+  ): Promise<IssueResult> {
     const testCode = this.settings.testCodes.get(phoneNumber);
     let release = async () => {};
     if (testCode === undefined) {
@@ -100,17 +116,32 @@ export class OtpService {
       }
       release = reservation.release;
     }
+    // Test numbers send no SMS anyway; a blocked one is refused at verification.
+    let withheld = false;
+    try {
+      withheld = testCode === undefined && (await isBlocked());
+    } catch (error) {
+      await release();
+      throw error;
+    }
     const code = testCode ?? randomString(this.random, DIGITS, this.settings.length);
     const codeId = this.random.bytes(9).toString('base64url');
     const expiresAtMs = this.clock.now().getTime() + this.settings.ttlSeconds * 1000;
     // The hash comes first: verification consumes the record by that prefix.
-    const record = `${this.hash(phoneNumber, code)}.${expiresAtMs}.${codeId}`;
+    const record = `${this.hash(phoneNumber, code)}.${expiresAtMs}.${codeId}${withheld ? `.${WITHHELD}` : ''}`;
     // The record is written before the SMS goes out so that a fast user can
     // verify at once; it is withdrawn if the message was never delivered.
     await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
       this.attemptsKey(phoneNumber),
     ]);
     if (testCode !== undefined) return { ok: true, code };
+    if (withheld) {
+      // As long as a message would have taken, so that the answer's timing
+      // does not tell a blocked number either.
+      await new Promise((resolve) => setTimeout(resolve, this.typicalSendMs));
+      return { ok: true, code };
+    }
+    const startedMs = this.clock.now().getTime();
     try {
       await this.sms.send(phoneNumber, `Your verification code: ${code}`);
     } catch (error) {
@@ -120,6 +151,8 @@ export class OtpService {
       if (error instanceof SmsDeliveryError) return { ok: false, error: 'sms_delivery_failed' };
       throw error;
     }
+    const tookMs = this.clock.now().getTime() - startedMs;
+    this.typicalSendMs = Math.round(this.typicalSendMs * 0.8 + tookMs * 0.2);
     return { ok: true, code };
   }
 
@@ -177,7 +210,7 @@ export class OtpService {
       case 'taken': {
         // A sign-in is not a failed verification: it costs the client nothing.
         await client.giveBack();
-        return { ok: true };
+        return { ok: true, withheld: result.record.endsWith(`.${WITHHELD}`) };
       }
       case 'wrong':
         return {

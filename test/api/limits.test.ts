@@ -1,7 +1,8 @@
+import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { MemoryStore } from '../../src/store/memory-store.js';
-import { backends, createTestApp, nextPhone, type TestApp } from '../helper.js';
+import { backends, createTestApp, nextPhone, signIn, type TestApp } from '../helper.js';
 
 const admin = process.env.TEST_REDIS_URL ? new Redis(process.env.TEST_REDIS_URL) : undefined;
 afterAll(async () => {
@@ -467,5 +468,60 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     // The client made three requests: its cap of three is spent, against a client
     // that keeps asking for numbers the provider refuses.
     expectLimited(await requestCode(t, nextPhone()));
+  });
+
+  it('a blocked number is sent nothing, and is answered as any other number', async () => {
+    const t = await make({});
+    const blocked = await signIn(t);
+    const registered = await signIn(t);
+    const phone = blocked.user.phone_number;
+    await t.deps.database.db.execute(
+      sql`update users set is_blocked = true where id = ${blocked.user.id}`,
+    );
+    t.clock.advance(61);
+    const sentBefore = t.sms.sent.length;
+
+    const res = await requestCode(t, phone);
+    const unknown = await requestCode(t, nextPhone());
+    const known = await requestCode(t, registered.user.phone_number);
+    for (const other of [unknown, known]) {
+      expect(other.statusCode).toBe(200);
+      expect(Object.keys(res.json())).toEqual(Object.keys(other.json()));
+    }
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      success: true,
+      message: 'Verification code sent to your phone number.',
+      dev_code: expect.stringMatching(/^\d{4}$/),
+      retry_after: 60,
+    });
+    expect(t.sms.sent.slice(sentBefore).map((m) => m.to)).not.toContain(phone);
+    // The same limits...
+    expectLimited(await requestCode(t, phone), cooldownMessage('60 seconds'));
+    // ...and the same answer to a wrong guess.
+    const code = res.json().dev_code as string;
+    expect((await verify(t, phone, wrongFor(code))).json()).toEqual({
+      error: 'Invalid verification code.',
+      code: 'invalid_code',
+      attempts_left: 4,
+    });
+    // The code never signs in.
+    const refused = await verify(t, phone, code);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toEqual({ error: 'This account is blocked.', code: 'forbidden' });
+    // Not even once the account is unblocked: it was never sent.
+    t.clock.advance(61);
+    const withheld = (await requestCode(t, phone)).json().dev_code as string;
+    await t.deps.database.db.execute(
+      sql`update users set is_blocked = false where id = ${blocked.user.id}`,
+    );
+    expect((await verify(t, phone, withheld)).json()).toEqual({
+      error: 'No valid code for this number. Request a new code.',
+      code: 'code_expired',
+    });
+    t.clock.advance(61);
+    const again = (await requestCode(t, phone)).json().dev_code as string;
+    expect(t.sms.lastCodeFor(phone)).toBe(again);
+    expect((await verify(t, phone, again)).statusCode).toBe(200);
   });
 });
