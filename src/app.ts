@@ -199,7 +199,6 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
 
   await app.register(opsRoutes, { database, store });
   await app.register(authRoutes, {
-    otp,
     signIns: new SignInService(otp, users, sessions),
     sessions,
     normalizePhone: phoneNormalizer(phonePolicy),

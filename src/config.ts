@@ -73,6 +73,12 @@ export const ConfigSchema = Type.Object({
     25,
     'wrong guesses per number per hour, across codes (0: off)',
   ),
+  OTP_MAX_VERIFY_PER_IP_PER_HOUR: Int(
+    0,
+    1_000_000,
+    300,
+    'code verifications per client IP (IPv6: per /64) per hour, sign-ins not counted (0: off)',
+  ),
   SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
   PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
   PHONE_DENIED_REGIONS: Str('', 'comma-separated ISO regions refused even if allowed, e.g. XX,YY'),

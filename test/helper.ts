@@ -162,6 +162,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     // Every request of app.inject comes from 127.0.0.1: the per-IP and global
     // caps are opened here and tested on their own in limits.test.ts.
     OTP_MAX_PER_IP_PER_HOUR: '0',
+    OTP_MAX_VERIFY_PER_IP_PER_HOUR: '0',
     SMS_MAX_PER_HOUR: '0',
     ...options.env,
   });

@@ -5,13 +5,13 @@ import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/s
 import { currentUser, requireUser } from './auth-hook.js';
 import type { CaptchaVerifier } from './captcha.js';
 import { requireCaptcha } from './captcha-hook.js';
-import type { OtpService } from './otp-service.js';
+import type { AttemptsLimit } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
+import type { SendLimit } from './send-limiter.js';
 import type { SessionService } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
-  otp: OtpService;
   signIns: SignInService;
   sessions: SessionService;
   /** Input as typed -> E.164 under the configured regions. */
@@ -43,8 +43,33 @@ function tooMany(
   return new ApiError(code, message, { retry_after: Math.max(1, Math.ceil(seconds)) });
 }
 
+/** "42 seconds", "1 second", "5 minutes": how long until `seconds` have passed. */
+function duration(seconds: number): string {
+  const whole = Math.max(1, Math.ceil(seconds));
+  if (whole < 120) return whole === 1 ? '1 second' : `${whole} seconds`;
+  return `${Math.ceil(whole / 60)} minutes`;
+}
+
+function sendRefused(limit: SendLimit, seconds: number): ApiError {
+  // The cooldown is the answer to an impatient resend: it says when, not "too many".
+  if (limit === 'cooldown') {
+    return tooMany(
+      'rate_limited',
+      `A code was just sent. You can request a new one in ${duration(seconds)}.`,
+      seconds,
+    );
+  }
+  return tooMany('rate_limited', 'Too many codes requested. Try again later.', seconds);
+}
+
+const attemptsMessages: Record<AttemptsLimit, string> = {
+  code: 'Too many wrong codes. Request a new code.',
+  number: 'Too many wrong codes for this number. Try again later.',
+  client: 'Too many verification attempts from your network. Try again later.',
+};
+
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds, captcha } =
+  const { signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds, captcha } =
     options;
 
   app.get(
@@ -110,15 +135,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     },
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
-      const result = await otp.issue(phoneNumber, request.ip);
+      const result = await signIns.requestCode(phoneNumber, request.ip);
       if (!result.ok) {
-        if (result.error === 'rate_limited') {
-          throw tooMany(
-            'rate_limited',
-            'Too many codes requested. Try again later.',
-            result.retryAfterSeconds,
-          );
-        }
+        if (result.error === 'rate_limited')
+          throw sendRefused(result.limit, result.retryAfterSeconds);
         throw new ApiError(
           'sms_delivery_failed',
           'The SMS could not be delivered. Try again later.',
@@ -162,7 +182,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
-      const result = await signIns.signIn(phoneNumber, code);
+      const result = await signIns.signIn(phoneNumber, code, request.ip);
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -177,7 +197,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           case 'too_many_attempts':
             throw tooMany(
               'too_many_attempts',
-              'Too many wrong codes. Request a new code.',
+              attemptsMessages[result.limit],
               result.retryAfterSeconds,
             );
           case 'account_blocked':

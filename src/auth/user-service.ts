@@ -117,6 +117,19 @@ export class UserService {
     });
   }
 
+  /**
+   * Whether the number belongs to a blocked user (false for a number without
+   * one). A plain read by the unique index, outside the sign-in batches.
+   */
+  async isBlocked(phoneNumber: string): Promise<boolean> {
+    const rows = await this.database.query<{ is_blocked: boolean }>(
+      'user_is_blocked',
+      'select is_blocked from users where phone_number = $1',
+      [phoneNumber],
+    );
+    return rows[0]?.is_blocked ?? false;
+  }
+
   private flush(): void {
     if (this.writing || this.pending.length === 0) return;
     this.writing = true;
