@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { Logger } from 'pino';
+import { lockDataDir } from './data-dir-lock.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -99,20 +100,44 @@ function useBaselineWasmCompiler(): void {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
   useBaselineWasmCompiler();
-  let client: PGlite;
-  if (options.url === undefined) {
-    mkdirSync(options.dataDir, { recursive: true });
-    const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
-    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(options.dataDir);
-    client = await PGlite.create(options.dataDir, { startParams: pgliteStartParams });
-  } else {
-    const seed = loadPgliteSeed();
-    client = await PGlite.create({
-      startParams: pgliteStartParams,
-      ...(seed ? { loadDataDir: seed } : {}),
-    });
-  }
+  if (options.url === undefined) return await openDataDir(options.dataDir);
+  const seed = loadPgliteSeed();
+  const client = await PGlite.create({
+    startParams: pgliteStartParams,
+    ...(seed ? { loadDataDir: seed } : {}),
+  });
   return wrapPglite(client);
+}
+
+/**
+ * PGlite under DATA_DIR, locked for this process until closed. The lock is
+ * taken before anything in the directory is touched: a second process (the
+ * service, migrate or the CLI) refuses here with a DataDirLockError and leaves
+ * the data as the first one has it.
+ */
+async function openDataDir(dataDir: string): Promise<Database> {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
+  let client: PGlite;
+  try {
+    const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
+    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(dataDir);
+    client = await PGlite.create(dataDir, { startParams: pgliteStartParams });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  const database = wrapPglite(client);
+  return {
+    ...database,
+    close: async () => {
+      try {
+        await database.close();
+      } finally {
+        await lock.release();
+      }
+    },
+  };
 }
 
 /** A statement prepared in a PGlite engine: its text, and a serializer per parameter. */
@@ -195,7 +220,8 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
       queryPrepared<Row>(client, statements, name, text, params),
-    // One process owns a PGlite data directory, so no lock is needed here.
+    // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
+    // no migration lock is needed here.
     migrate: () => migratePglite(db as never, { migrationsFolder }),
     ping: async () => {
       await client.query('select 1');
