@@ -24,8 +24,11 @@ export interface Database {
     text: string,
     params: unknown[],
   ): Promise<Row[]>;
-  /** Applies pending migrations; safe when several instances start at once. */
-  migrate(): Promise<void>;
+  /**
+   * Applies pending migrations and answers how many it applied (0: the schema
+   * was up to date); safe when several instances start at once.
+   */
+  migrate(): Promise<number>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -222,7 +225,12 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
       queryPrepared<Row>(client, statements, name, text, params),
     // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
     // no migration lock is needed here.
-    migrate: () => migratePglite(db as never, { migrationsFolder }),
+    migrate: async () => {
+      const run = async (sql: string) => (await client.query<Record<string, unknown>>(sql)).rows;
+      const before = await countAppliedMigrations(run);
+      await migratePglite(db as never, { migrationsFolder });
+      return (await countAppliedMigrations(run)) - before;
+    },
     ping: async () => {
       await client.query('select 1');
     },
@@ -230,6 +238,18 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
       if (ownsClient && !client.closed) await client.close();
     },
   };
+}
+
+/** Migrations recorded by drizzle in this database (0 before the first one). */
+async function countAppliedMigrations(
+  run: (sql: string) => Promise<Record<string, unknown>[]>,
+): Promise<number> {
+  const [table] = await run(
+    "select to_regclass('drizzle.__drizzle_migrations') is not null as present",
+  );
+  if (!table?.present) return 0;
+  const [row] = await run('select count(*)::int as n from drizzle.__drizzle_migrations');
+  return Number(row?.n ?? 0);
 }
 
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
@@ -264,7 +284,10 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
         // migrations one after another; later ones find nothing left to do.
         await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
         try {
+          const run = async (sql: string) => (await client.query(sql)).rows;
+          const before = await countAppliedMigrations(run);
           await migratePg(drizzlePg({ client }), { migrationsFolder });
+          return (await countAppliedMigrations(run)) - before;
         } finally {
           await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
         }
