@@ -35,6 +35,18 @@ export const ConfigSchema = Type.Object({
     'tokens and profiles each instance keeps in memory, coherent across instances (0: off)',
   ),
   REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
+  STARTUP_TIMEOUT_SECONDS: Int(
+    0,
+    3600,
+    30,
+    'how long start-up retries PostgreSQL and Redis before giving up (0: one try)',
+  ),
+  SHUTDOWN_TIMEOUT_SECONDS: Int(
+    1,
+    3600,
+    10,
+    'how long SIGTERM waits for in-flight work before the process exits anyway',
+  ),
   SECRET_KEY: OptStr('keys the HMAC of stored one-time codes; 32+ random characters'),
   SMS_PROVIDER: Type.Union(
     [

@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { Logger } from 'pino';
+import { lockDataDir } from './data-dir-lock.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -23,8 +24,11 @@ export interface Database {
     text: string,
     params: unknown[],
   ): Promise<Row[]>;
-  /** Applies pending migrations; safe when several instances start at once. */
-  migrate(): Promise<void>;
+  /**
+   * Applies pending migrations and answers how many it applied (0: the schema
+   * was up to date); safe when several instances start at once.
+   */
+  migrate(): Promise<number>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -99,20 +103,44 @@ function useBaselineWasmCompiler(): void {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
   useBaselineWasmCompiler();
-  let client: PGlite;
-  if (options.url === undefined) {
-    mkdirSync(options.dataDir, { recursive: true });
-    const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
-    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(options.dataDir);
-    client = await PGlite.create(options.dataDir, { startParams: pgliteStartParams });
-  } else {
-    const seed = loadPgliteSeed();
-    client = await PGlite.create({
-      startParams: pgliteStartParams,
-      ...(seed ? { loadDataDir: seed } : {}),
-    });
-  }
+  if (options.url === undefined) return await openDataDir(options.dataDir);
+  const seed = loadPgliteSeed();
+  const client = await PGlite.create({
+    startParams: pgliteStartParams,
+    ...(seed ? { loadDataDir: seed } : {}),
+  });
   return wrapPglite(client);
+}
+
+/**
+ * PGlite under DATA_DIR, locked for this process until closed. The lock is
+ * taken before anything in the directory is touched: a second process (the
+ * service, migrate or the CLI) refuses here with a DataDirLockError and leaves
+ * the data as the first one has it.
+ */
+async function openDataDir(dataDir: string): Promise<Database> {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
+  let client: PGlite;
+  try {
+    const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
+    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(dataDir);
+    client = await PGlite.create(dataDir, { startParams: pgliteStartParams });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  const database = wrapPglite(client);
+  return {
+    ...database,
+    close: async () => {
+      try {
+        await database.close();
+      } finally {
+        await lock.release();
+      }
+    },
+  };
 }
 
 /** A statement prepared in a PGlite engine: its text, and a serializer per parameter. */
@@ -195,8 +223,14 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
       queryPrepared<Row>(client, statements, name, text, params),
-    // One process owns a PGlite data directory, so no lock is needed here.
-    migrate: () => migratePglite(db as never, { migrationsFolder }),
+    // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
+    // no migration lock is needed here.
+    migrate: async () => {
+      const run = async (sql: string) => (await client.query<Record<string, unknown>>(sql)).rows;
+      const before = await countAppliedMigrations(run);
+      await migratePglite(db as never, { migrationsFolder });
+      return (await countAppliedMigrations(run)) - before;
+    },
     ping: async () => {
       await client.query('select 1');
     },
@@ -204,6 +238,18 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
       if (ownsClient && !client.closed) await client.close();
     },
   };
+}
+
+/** Migrations recorded by drizzle in this database (0 before the first one). */
+async function countAppliedMigrations(
+  run: (sql: string) => Promise<Record<string, unknown>[]>,
+): Promise<number> {
+  const [table] = await run(
+    "select to_regclass('drizzle.__drizzle_migrations') is not null as present",
+  );
+  if (!table?.present) return 0;
+  const [row] = await run('select count(*)::int as n from drizzle.__drizzle_migrations');
+  return Number(row?.n ?? 0);
 }
 
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
@@ -238,7 +284,10 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
         // migrations one after another; later ones find nothing left to do.
         await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
         try {
+          const run = async (sql: string) => (await client.query(sql)).rows;
+          const before = await countAppliedMigrations(run);
           await migratePg(drizzlePg({ client }), { migrationsFolder });
+          return (await countAppliedMigrations(run)) - before;
         } finally {
           await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
         }

@@ -21,7 +21,7 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
       ),
     );
     try {
-      await Promise.all(instances.map((db) => db.migrate()));
+      const counts = await Promise.all(instances.map((db) => db.migrate()));
       const check = new pg.Client({ connectionString: url.toString() });
       await check.connect();
       const applied = await check.query(
@@ -32,9 +32,11 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
       );
       await check.end();
       expect(applied.rows[0].n).toBeGreaterThanOrEqual(1);
+      // One instance applied them all; each of the others found none left.
+      expect(counts.sort()).toEqual([0, 0, 0, applied.rows[0].n]);
       expect(tables.rows.map((r) => r.table_name)).toEqual(['api_tokens', 'users']);
       // Running again is a no-op.
-      await instances[0]?.migrate();
+      expect(await instances[0]?.migrate()).toBe(0);
     } finally {
       await Promise.all(instances.map((db) => db.close()));
       await admin.query(`drop database if exists "${name}" with (force)`);
