@@ -9,7 +9,14 @@ import { type Database, openDatabase } from '../../src/db/client.js';
 import type { Deps } from '../../src/deps.js';
 import { cryptoRandom } from '../../src/lib/random.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { createTestDatabase, FakeClock, FakeSms, nextPhone } from '../helper.js';
+import {
+  createTestDatabase,
+  deleteTestKeys,
+  FakeClock,
+  FakeSms,
+  newTestKeyPrefix,
+  nextPhone,
+} from '../helper.js';
 
 /**
  * A TCP proxy that can be cut and restored, standing in for a database going
@@ -101,11 +108,9 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       poolSize: 4,
       logger,
     });
-    const store = await RedisStore.connect({
-      url: redisUrl.toString(),
-      logger,
-      keyPrefix: `outage:${Date.now()}:`,
-    });
+    const keyPrefix = newTestKeyPrefix();
+    cleanups.push(() => deleteTestKeys(`${keyPrefix}*`));
+    const store = await RedisStore.connect({ url: redisUrl.toString(), logger, keyPrefix });
     const deps: Deps = {
       config,
       logger,

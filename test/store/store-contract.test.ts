@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type KeyValueStore, StoreUnavailableError } from '../../src/store/key-value-store.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { FakeClock } from '../helper.js';
+import { FakeClock, newTestKeyPrefix } from '../helper.js';
 
 const redisUrl = process.env.TEST_REDIS_URL;
 const silent = pino({ level: 'silent' });
@@ -31,10 +31,6 @@ type Implementation = {
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function randomPrefix(): string {
-  return `test:store:${randomBytes(6).toString('hex')}:`;
-}
 
 /** Deletes every key under `prefix` (never FLUSH: other tests share the server). */
 async function deleteKeys(admin: Redis, prefix: string): Promise<void> {
@@ -74,7 +70,7 @@ const redis: Implementation = {
   name: 'RedisStore',
   ttlSlackSeconds: 1,
   create: async () => {
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
     return {
       store,
@@ -684,7 +680,7 @@ describe('MemoryStore expiry follows the injected clock', () => {
 describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   const opened: { store: RedisStore; keyPrefix: string }[] = [];
 
-  async function connect(keyPrefix = randomPrefix()): Promise<RedisStore> {
+  async function connect(keyPrefix = newTestKeyPrefix()): Promise<RedisStore> {
     const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
     opened.push({ store, keyPrefix });
     return store;
@@ -721,7 +717,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   });
 
   it('prefixes its keys, so stores with different prefixes do not see each other', async () => {
-    const prefixA = randomPrefix();
+    const prefixA = newTestKeyPrefix();
     const a = await connect(prefixA);
     const b = await connect();
     await a.set('k', 'from-a', 100);
@@ -789,7 +785,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
     const { port } = proxy.address() as { port: number };
     const through = new URL(redisUrl as string);
     through.host = `127.0.0.1:${port}`;
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await RedisStore.connect({ url: through.toString(), logger: silent, keyPrefix });
     opened.push({ store, keyPrefix });
     try {
@@ -817,7 +813,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   });
 
   it('survives its connection being killed: fails fast or succeeds, then recovers', async () => {
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await connect(keyPrefix);
     const marker = `marker-${randomBytes(4).toString('hex')}`;
 
