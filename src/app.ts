@@ -20,7 +20,12 @@ import { UserVersions } from './cache/user-versions.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
-import { errorHandler } from './http/error-handler.js';
+import {
+  clientErrorHandler,
+  errorHandler,
+  rawErrorAnswer,
+  writeErrorResponse,
+} from './http/error-handler.js';
 import { ErrorSchema } from './http/schemas.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { referralRoutes } from './referrals/referral-routes.js';
@@ -73,10 +78,24 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
       let next = 0;
       return () => `${prefix}-${(next++).toString(36)}`;
     })(),
-    return503OnClosing: true,
+    // Requests that reach a route while the server drains are served as usual,
+    // with Connection: close (below); Fastify's own 503 would not be our body.
+    return503OnClosing: false,
+    // Protocol-level refusals answer with the standard body too.
+    frameworkErrors: errorHandler,
+    clientErrorHandler,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: true } },
     schemaController: { compilersFactory: { buildValidator: buildValidator() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Node answers these itself, before any route, unless told otherwise: an
+  // Expect other than 100-continue (417), and CONNECT (the socket was dropped).
+  app.server.on('checkExpectation', (_request, response) => {
+    writeErrorResponse(response, 'expectation_failed', 'Only "Expect: 100-continue" is supported.');
+  });
+  app.server.on('connect', (_request, socket) => {
+    socket.end(rawErrorAnswer('method_not_allowed', 'Method CONNECT is not allowed.'));
+  });
 
   // On shutdown, answers still in flight ask their clients to close the
   // connection, so keep-alive sockets do not hold the close open until timeout.
