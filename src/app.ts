@@ -46,6 +46,16 @@ export type App = FastifyInstance<
 export type AppOptions = { limiter?: SendLimiter };
 
 /**
+ * A socket with no traffic either way for this long, while a request is read,
+ * handled or answered, is closed: longer than any wait of the service itself
+ * (the longest is the SMS provider's, SMS_TIMEOUT_MS, at most 60 s), so only a
+ * client that stops reading its answer meets it.
+ */
+const SOCKET_IDLE_TIMEOUT_MS = 120_000;
+/** How often Node checks the request timeout (its default, 30 s, would add up to that much). */
+const REQUEST_TIMEOUT_CHECK_MS = 1000;
+
+/**
  * Request bodies are validated as sent: a number or an array where the API
  * takes a string is a validation_error, as the reference (DRF) answers and the
  * README says. Query strings are text by nature, so `limit=10` is still read as
@@ -65,7 +75,19 @@ function buildValidator(): AjvCompiler.BuildCompilerFromPool {
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
   const { config, logger, clock, random, database, store, sms } = deps;
+  // The whole request, headers and body, must arrive within this: a client
+  // that stalls mid-body (or mid-headers) no longer holds its connection, and
+  // a file descriptor, for ever. Bodies are 16 KiB at most.
+  const requestTimeoutMs = config.REQUEST_TIMEOUT_SECONDS * 1000;
   const app = Fastify({
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
+    connectionTimeout: SOCKET_IDLE_TIMEOUT_MS,
+    http: {
+      requestTimeout: requestTimeoutMs,
+      headersTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: REQUEST_TIMEOUT_CHECK_MS,
+    },
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,

@@ -25,6 +25,18 @@ export const ConfigSchema = Type.Object({
   ),
   PORT: Int(0, 65535, 8000, 'port to listen on'),
   HOST: Str('127.0.0.1', 'address to listen on'),
+  REQUEST_TIMEOUT_SECONDS: Int(
+    1,
+    600,
+    10,
+    'a client has this long to send a whole request, headers and body; then 408 and the connection is closed',
+  ),
+  KEEP_ALIVE_TIMEOUT_SECONDS: Int(
+    1,
+    3600,
+    75,
+    'an idle keep-alive connection is closed after this; behind a load balancer, set it above the balancer idle timeout',
+  ),
   DATABASE_URL: OptStr('postgres://… for PostgreSQL, memory:// for a throwaway PGlite'),
   DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
   DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
