@@ -17,6 +17,7 @@ import { SessionService } from './auth/session-service.js';
 import { SignInService } from './auth/sign-in-service.js';
 import { UserService } from './auth/user-service.js';
 import { UserVersions } from './cache/user-versions.js';
+import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
@@ -73,6 +74,21 @@ function buildValidator(): AjvCompiler.BuildCompilerFromPool {
   };
 }
 
+/**
+ * Fastify's trustProxy for TRUST_PROXY. Fastify refuses a bare hop count
+ * (it trusts nothing then), so a count is a function: the socket's peer and
+ * the entries the next proxies appended are believed, and the client is the
+ * entry before them. Nothing checks who those proxies are: a count is right
+ * only when the service cannot be reached except through them.
+ */
+function trustProxyOption(
+  trust: Config['trustProxy'],
+): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust !== 'number') return trust;
+  const hops = trust;
+  return (_address, hop) => hop < hops;
+}
+
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
   const { config, logger, clock, random, database, store, sms } = deps;
   // The whole request, headers and body, must arrive within this: a client
@@ -90,7 +106,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     },
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
-    trustProxy: config.TRUST_PROXY,
+    trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     requestIdHeader: 'x-request-id',
     // A per-process random prefix and a counter: unique across instances, and
