@@ -14,12 +14,16 @@ import { createTestDatabase, FakeClock, FakeSms, nextPhone } from '../helper.js'
 /**
  * A TCP proxy that can be cut and restored, standing in for a database going
  * away, or frozen: connections stay open but nothing goes through, as when a
- * server hangs or the network drops packets without resetting anything.
+ * server hangs or the network drops packets without resetting anything. A
+ * frozen proxy delivers what it held when thawed; a swallowing one drops it
+ * (it takes every byte and answers nothing), so a connection that lived
+ * through it never gets the answers to what it sent meanwhile.
  */
 class CuttableProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private held: { to: Socket; chunk: Buffer }[] | null = null;
+  private swallowing = false;
   port = 0;
 
   constructor(
@@ -39,6 +43,7 @@ class CuttableProxy {
         });
       }
       const forward = (to: Socket) => (chunk: Buffer) => {
+        if (this.swallowing) return;
         if (this.held) this.held.push({ to, chunk });
         else to.write(chunk);
       };
@@ -53,6 +58,15 @@ class CuttableProxy {
 
   freeze(): void {
     this.held = [];
+  }
+
+  swallow(): void {
+    this.swallowing = true;
+  }
+
+  /** Forwards again, on the connections that lived through the swallowing too. */
+  forward(): void {
+    this.swallowing = false;
   }
 
   thaw(): void {
@@ -269,5 +283,46 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
 
     redisProxy.thaw();
     await eventually(async () => (await request()).statusCode === 200);
+  });
+
+  it('replaces a Redis connection that swallowed commands, without a restart', async () => {
+    const { app, redisProxy } = await start();
+    const request = () =>
+      app.inject({
+        method: 'POST',
+        url: '/api/auth/request-code/',
+        payload: { phone_number: nextPhone() },
+      });
+    expect((await request()).statusCode).toBe(200);
+
+    redisProxy.swallow();
+    cleanups.push(async () => redisProxy.forward());
+    let deadline: NodeJS.Timeout | undefined;
+    const noAnswer = new Promise<never>((_, reject) => {
+      deadline = setTimeout(
+        () => reject(new Error('no answer in 10 s while Redis swallows')),
+        10_000,
+      );
+    });
+    const { value: res, ms } = await timed(Promise.race([request(), noAnswer]));
+    clearTimeout(deadline);
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({
+      error: 'Service temporarily unavailable. Try again shortly.',
+      code: 'service_unavailable',
+      retry_after: 5,
+    });
+    expect(ms).toBeLessThan(10_000);
+
+    // Forwarding again, through the same open connection: the answers to what
+    // was swallowed never come, so that connection's replies would stay one
+    // behind its commands for ever. It has to be replaced.
+    redisProxy.forward();
+    await eventually(async () => (await request()).statusCode === 200);
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({
+      status: 'ok',
+      database: 'ok',
+      store: 'ok',
+    });
   });
 });
