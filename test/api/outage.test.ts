@@ -91,7 +91,9 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   });
 
-  async function start(): Promise<{ app: App; pgProxy: CuttableProxy; redisProxy: CuttableProxy }> {
+  async function start(
+    env: Record<string, string> = {},
+  ): Promise<{ app: App; pgProxy: CuttableProxy; redisProxy: CuttableProxy }> {
     const created = await createTestDatabase();
     cleanups.push(created.drop);
     const dbUrl = new URL(created.url);
@@ -106,7 +108,12 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     );
     dbUrl.host = `127.0.0.1:${pgProxy.port}`;
     redisUrl.host = `127.0.0.1:${redisProxy.port}`;
-    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', SMS_CONSOLE_DELAY_MS: '0' });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'silent',
+      SMS_CONSOLE_DELAY_MS: '0',
+      ...env,
+    });
     const logger = pino({ level: 'silent' });
     const clock = new FakeClock();
     const database: Database = await openDatabase({
@@ -206,6 +213,88 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       database: 'ok',
       store: 'ok',
     });
+  });
+
+  it('answers 503 within seconds while PostgreSQL stalls, then recovers by itself', async () => {
+    const { app, pgProxy } = await start();
+    const requestCode = async (phone: string) =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/api/auth/request-code/',
+          payload: { phone_number: phone },
+        })
+      ).json().dev_code as string;
+    const verify = (phone: string, code: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/auth/verify-code/',
+        payload: { phone_number: phone, code },
+      });
+    const signedIn = async () => {
+      const phone = nextPhone();
+      return (await verify(phone, await requestCode(phone))).json();
+    };
+    const users = [];
+    for (let i = 0; i < 7; i++) users.push(await signedIn());
+    const [owner, ...referees] = users;
+    const profile = () =>
+      app.inject({
+        method: 'GET',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${owner.token}` },
+      });
+    const activate = (user: { token: string }) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${user.token}` },
+        payload: { invite_code: owner.user.invite_code },
+      });
+    const newPhone = nextPhone();
+    const newCode = await requestCode(newPhone);
+    // The referees' tokens are cached now, so their activations go straight to
+    // their transactions; the owner's profile, never read, needs PostgreSQL.
+    for (const referee of referees) {
+      const own = await app.inject({
+        method: 'GET',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${referee.token}` },
+      });
+      expect(own.statusCode).toBe(200);
+    }
+
+    // All four connections of the pool open and idle.
+    await Promise.all(referees.map(() => app.inject({ method: 'GET', url: '/readyz' })));
+
+    pgProxy.freeze();
+    cleanups.push(async () => pgProxy.thaw());
+    // The activations take the pool's four connections (their transactions
+    // stall at BEGIN) and wait for one; the rest wait for one too.
+    const during = await Promise.all([
+      ...referees.map((referee) => timed(activate(referee))),
+      timed(profile()),
+      timed(verify(newPhone, newCode)),
+    ]);
+    for (const { value: res, ms } of during) {
+      expect(res.statusCode, res.body).toBe(503);
+      expect(res.json()).toEqual({
+        error: 'Service temporarily unavailable. Try again shortly.',
+        code: 'service_unavailable',
+        retry_after: 5,
+      });
+      // Waits are bounded at 3 s for a connection and 3 s for a statement.
+      expect(ms).toBeLessThan(8000);
+    }
+
+    pgProxy.thaw();
+    await eventually(async () => (await profile()).statusCode === 200);
+    // Every connection came back to the pool: all of them serve at once.
+    const after = await Promise.all(referees.map((referee) => activate(referee)));
+    expect(after.map((res) => res.statusCode)).toEqual(referees.map(() => 200));
+    expect((await profile()).json().referrals_count).toBe(referees.length);
+    const phone = nextPhone();
+    expect((await verify(phone, await requestCode(phone))).statusCode).toBe(200);
   });
 
   it('answers 503 while Redis is away, then recovers by itself', async () => {
