@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { isSupportedCountry } from 'libphonenumber-js/max';
@@ -25,6 +26,18 @@ export const ConfigSchema = Type.Object({
   ),
   PORT: Int(0, 65535, 8000, 'port to listen on'),
   HOST: Str('127.0.0.1', 'address to listen on'),
+  REQUEST_TIMEOUT_SECONDS: Int(
+    1,
+    600,
+    10,
+    'a client has this long to send a whole request, headers and body; then 408 and the connection is closed',
+  ),
+  KEEP_ALIVE_TIMEOUT_SECONDS: Int(
+    1,
+    3600,
+    75,
+    'an idle keep-alive connection is closed after this; behind a load balancer, set it above the balancer idle timeout',
+  ),
   DATABASE_URL: OptStr('postgres://… for PostgreSQL, memory:// for a throwaway PGlite'),
   DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
   DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
@@ -112,7 +125,10 @@ export const ConfigSchema = Type.Object({
   ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
   TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),
   DEFAULT_PHONE_REGION: Str('RU', 'region for numbers written without +'),
-  TRUST_PROXY: Bool(false, 'take the client IP from X-Forwarded-For'),
+  TRUST_PROXY: Str(
+    'false',
+    'false | true (one proxy) | the number of proxies in front | comma-separated proxy addresses or CIDRs',
+  ),
   CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
@@ -133,6 +149,8 @@ export type Config = RawConfig & {
   corsOrigins: string[];
   /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
   testPhones: TestPhone[];
+  /** TRUST_PROXY read: off, a number of proxy hops, or the proxies' addresses (Fastify's trustProxy). */
+  trustProxy: false | number | string[];
 };
 
 export class ConfigError extends Error {
@@ -182,6 +200,44 @@ function parseList(value: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+const PROXY_ADDRESS_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_ADDRESS_NAMES.includes(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Which X-Forwarded-For entries to believe. A proxy appends the address it
+ * saw, so only the entries added by your own proxies are true; whatever the
+ * client sent comes before them. `true` is one proxy: the client is the
+ * right-most entry, not the left-most one (a client can write anything
+ * there). A number is that many proxies; addresses or CIDRs name the proxies,
+ * and the client is the right-most entry not among them.
+ */
+function parseTrustProxy(text: string): { value: false | number | string[] } | { problem: string } {
+  const lower = text.toLowerCase();
+  if (['false', 'no', 'off', '0'].includes(lower)) return { value: false };
+  if (['true', 'yes', 'on'].includes(lower)) return { value: 1 };
+  const expected =
+    'it must be false, true (one proxy), the number of proxies in front (1-100), or comma-separated proxy addresses or CIDRs (e.g. 10.0.0.0/8)';
+  if (/^\d+$/.test(lower)) {
+    const hops = Number(lower);
+    return hops <= 100 ? { value: hops } : { problem: `TRUST_PROXY is ${hops}; ${expected}` };
+  }
+  const entries = parseList(text);
+  const wrong = entries.find((entry) => !isProxyAddress(entry));
+  if (entries.length === 0 || (wrong !== undefined && entries.length === 1))
+    return { problem: `TRUST_PROXY is ${JSON.stringify(text)}; ${expected}` };
+  if (wrong !== undefined)
+    return { problem: `TRUST_PROXY entry "${wrong}" is not an IP address or CIDR; ${expected}` };
+  return { value: entries };
 }
 
 /**
@@ -250,6 +306,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     testPhones.push({ phone: match[1] as string, code: match[2] as string });
   }
+
+  const trustProxy = parseTrustProxy(raw.TRUST_PROXY.trim());
+  if ('problem' in trustProxy) problems.push(trustProxy.problem);
 
   if (raw.SECRET_KEY !== undefined && raw.SECRET_KEY.length < 32) {
     problems.push(
@@ -322,5 +381,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     deniedRegions,
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
+    trustProxy: 'value' in trustProxy ? trustProxy.value : false,
   };
 }

@@ -4,6 +4,7 @@
  * `attempts_left` for a wrong code and `retry_after` for a 429.
  */
 export const errorStatus = {
+  bad_request: 400,
   validation_error: 400,
   invalid_json: 400,
   invalid_phone: 400,
@@ -21,10 +22,13 @@ export const errorStatus = {
   forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
+  request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  expectation_failed: 417,
   too_many_attempts: 429,
   rate_limited: 429,
+  headers_too_large: 431,
   internal_error: 500,
   sms_delivery_failed: 502,
   service_unavailable: 503,

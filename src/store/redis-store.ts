@@ -112,23 +112,48 @@ export type RedisStoreOptions = {
   keyPrefix?: string;
 };
 
+/** A command unanswered this long fails (a 503); Redis answers ours in well under a millisecond. */
+const COMMAND_TIMEOUT_MS = 3000;
+/**
+ * Timed-out commands in a row, with no answer between them, after which the
+ * connection is replaced. One can be a slow Redis whose answer comes late
+ * (and is matched to it); two in a row mean nothing comes back on it.
+ */
+const TIMEOUTS_BEFORE_RECONNECT = 2;
+
 /**
  * The shared store for production: every instance sees the same codes and
  * counters. Commands fail fast while Redis is unreachable (no offline queue),
  * so requests get a 503 instead of hanging, and the client reconnects by itself.
+ *
+ * A connection can also stay open and stop working: when bytes were lost on
+ * the way (a proxy or a network that took them and answered nothing), every
+ * later reply is matched to an earlier command, so each new command waits for
+ * an answer that went to another, for ever. Such a connection is replaced:
+ * when it is silent for a while with commands waiting (socketTimeout), and
+ * when commands time out in a row on it.
  */
 export class RedisStore implements KeyValueStore {
   private readonly client: RedisClient;
   private readonly prefix: string;
+  private readonly logger: Logger;
   /** Its connections are corked until this turn of the event loop ends (see send). */
   private corked = false;
   /** Ids of log events: unique across instances (a random prefix) without drawing bytes for each. */
   private readonly eventIdPrefix = randomBytes(6).toString('base64url');
   private nextEventId = 0;
+  /** Counts (re)connections: a timeout counts against the connection its command went out on. */
+  private connection = 0;
+  private timeoutsInARow = 0;
 
-  private constructor(client: RedisClient, prefix: string) {
+  private constructor(client: RedisClient, prefix: string, logger: Logger) {
     this.client = client;
     this.prefix = prefix;
+    this.logger = logger;
+    client.on('ready', () => {
+      this.connection++;
+      this.timeoutsInARow = 0;
+    });
   }
 
   static async connect(options: RedisStoreOptions): Promise<RedisStore> {
@@ -137,7 +162,23 @@ export class RedisStore implements KeyValueStore {
       .map((s) => s.trim())
       .filter(Boolean);
     // Per connection (each node of a cluster has its own).
-    const connection = { maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 3000 };
+    const connection = {
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3000,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      // Commands waiting and no byte back for this long: the connection is
+      // dropped and made again. A bit longer than a command's timeout, so
+      // that the command fails first, with its own error.
+      socketTimeout: COMMAND_TIMEOUT_MS + 2000,
+      // Idle connections are probed by TCP too, so a peer gone without a
+      // word (a failover, a NAT entry expired) is noticed between requests.
+      keepAlive: 10_000,
+      // A command that was waiting when its connection dropped has been
+      // answered (a 503, after its timeout) by the time a new connection is
+      // ready: sending it again then would apply a change, or take a code,
+      // that its caller was told failed.
+      autoResendUnfulfilledCommands: false,
+    };
     const clientOptions = { enableOfflineQueue: false, lazyConnect: true };
     const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
     let client: RedisClient;
@@ -171,17 +212,30 @@ export class RedisStore implements KeyValueStore {
       client.disconnect();
       throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
     }
-    return new RedisStore(client, options.keyPrefix ?? '');
+    return new RedisStore(client, options.keyPrefix ?? '', options.logger);
   }
 
   private async run<T>(operation: () => Promise<T>): Promise<T> {
+    const connection = this.connection;
     try {
-      return await operation();
+      const value = await operation();
+      if (connection === this.connection) this.timeoutsInARow = 0;
+      return value;
     } catch (error) {
       // A ReplyError is Redis refusing a command: a bug, not an outage.
       if (error instanceof ReplyError) throw error;
+      if ((error as Error).message === 'Command timed out') this.timedOut(connection);
       throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
     }
+  }
+
+  private timedOut(connection: number): void {
+    if (connection !== this.connection) return;
+    if (++this.timeoutsInARow < TIMEOUTS_BEFORE_RECONNECT) return;
+    this.connection++;
+    this.timeoutsInARow = 0;
+    this.logger.warn('Redis answered nothing to several commands in a row: reconnecting');
+    this.client.disconnect(true);
   }
 
   private k(key: string): string {
