@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  LogController,
   type RawServerDefault,
 } from 'fastify';
 import { authRoutes } from './auth/auth-routes.js';
@@ -21,7 +22,9 @@ import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { ErrorSchema } from './http/schemas.js';
+import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
+import { observeRequests } from './ops/request-observer.js';
 import { referralRoutes } from './referrals/referral-routes.js';
 import { ReferralService } from './referrals/referral-service.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -40,9 +43,12 @@ export type App = FastifyInstance<
 export type AppOptions = { limiter?: SendLimiter };
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
-  const { config, logger, clock, random, database, store, sms } = deps;
+  const { config, logger, clock, random, database, store, metrics } = deps;
+  const sms = meteredSmsSender(deps.sms, metrics);
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    // One line per request instead of two, written by observeRequests.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
@@ -78,6 +84,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     if (writeAtTurnEnd) setImmediate(done, null, payload);
     else done(null, payload);
   });
+
+  app.addHook('onResponse', observeRequests(metrics));
 
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
@@ -193,7 +201,12 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     cacheSize: config.CACHE_SIZE,
   });
 
-  await app.register(opsRoutes, { database, store });
+  await app.register(opsRoutes, {
+    database,
+    store,
+    metrics,
+    metricsToken: config.METRICS_TOKEN,
+  });
   await app.register(authRoutes, {
     otp,
     signIns: new SignInService(otp, users, sessions),
@@ -201,8 +214,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
+    metrics,
+    smsProvider: sms.name,
   });
-  await app.register(referralRoutes, { referrals, sessions });
+  await app.register(referralRoutes, { referrals, sessions, metrics });
   await app.register(docsRoutes);
   await app.register(webRoutes);
   return app;

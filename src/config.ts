@@ -81,6 +81,7 @@ export const ConfigSchema = Type.Object({
   DEFAULT_PHONE_REGION: Str('RU', 'region for numbers written without +'),
   TRUST_PROXY: Bool(false, 'take the client IP from X-Forwarded-For'),
   CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
+  METRICS_TOKEN: OptStr('when set, GET /metrics requires Authorization: Bearer <token>'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'fatal | error | warn | info | debug | trace | silent' },

@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { cryptoRandom, type Random } from './lib/random.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
 import type { KeyValueStore } from './store/key-value-store.js';
@@ -17,6 +18,7 @@ export type Deps = {
   database: Database;
   store: KeyValueStore;
   sms: SmsSender;
+  metrics: Metrics;
 };
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */
@@ -62,6 +64,7 @@ export async function createDeps(config: Config, logger = createLogger(config)):
     database,
     store,
     sms: createSmsSender(config, logger),
+    metrics: createMetrics(),
   };
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type App, type AppOptions, buildApp } from '../src/app.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
 import { type Config, loadConfig } from '../src/config.js';
@@ -15,6 +15,7 @@ import {
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import { cryptoRandom, type Random } from '../src/lib/random.js';
+import { createMetrics } from '../src/ops/metrics.js';
 import type { SmsSender } from '../src/sms/sms-sender.js';
 import { SmsDeliveryError } from '../src/sms/sms-sender.js';
 import type { KeyValueStore } from '../src/store/key-value-store.js';
@@ -135,6 +136,8 @@ export type TestAppOptions = {
   shareWith?: TestApp;
   /** Use the configured send limits (default: the ones createSendLimiter builds from env). */
   appOptions?: AppOptions;
+  /** Where the app logs (default: a logger at LOG_LEVEL, silent in tests). */
+  logger?: Logger;
   /** Puts something between this instance and its store (to make it fail on purpose). */
   wrapStore?: (store: KeyValueStore) => KeyValueStore;
 };
@@ -166,7 +169,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   });
   const clock = options.clock ?? options.shareWith?.clock ?? new FakeClock();
   const sms = options.sms ?? options.shareWith?.sms ?? new FakeSms();
-  const logger = pino({ level: config.LOG_LEVEL });
+  const logger = options.logger ?? pino({ level: config.LOG_LEVEL });
   const cleanups: (() => Promise<void>)[] = [];
   let database: Database;
   let store: KeyValueStore;
@@ -215,7 +218,16 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     cleanups.push(() => memory.close());
   }
   if (options.wrapStore) store = options.wrapStore(store);
-  const deps: Deps = { config, logger, clock, random: cryptoRandom, database, store, sms };
+  const deps: Deps = {
+    config,
+    logger,
+    clock,
+    random: cryptoRandom,
+    database,
+    store,
+    sms,
+    metrics: createMetrics(),
+  };
   const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
   await app.ready();
   return {

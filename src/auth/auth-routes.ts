@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
+import { maskPhone } from '../ops/mask-phone.js';
+import type { Metrics } from '../ops/metrics.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { OtpService } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
@@ -16,6 +18,9 @@ export type AuthRoutesOptions = {
   normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
   resendCooldownSeconds: number;
+  metrics: Metrics;
+  /** The SMS provider's name, the `provider` label of codes refused before sending. */
+  smsProvider: string;
 };
 
 function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
@@ -38,6 +43,7 @@ function tooMany(
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
   const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
+  const { metrics, smsProvider } = options;
 
   app.post(
     '/api/auth/request-code/',
@@ -69,12 +75,19 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const result = await otp.issue(phoneNumber, request.ip);
       if (!result.ok) {
         if (result.error === 'rate_limited') {
+          // Which of the send limits refused is not reported by the limiter (yet).
+          metrics.rateLimited.inc({ reason: 'send_limits' });
+          metrics.otpCodesSent.inc({ provider: smsProvider, result: 'rate_limited' });
           throw tooMany(
             'rate_limited',
             'Too many codes requested. Try again later.',
             result.retryAfterSeconds,
           );
         }
+        request.log.warn(
+          { to: maskPhone(phoneNumber), provider: smsProvider },
+          'SMS delivery failed',
+        );
         throw new ApiError(
           'sms_delivery_failed',
           'The SMS could not be delivered. Try again later.',
@@ -119,6 +132,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code);
+      metrics.otpVerifications.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -131,6 +145,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               attempts_left: result.attemptsLeft,
             });
           case 'too_many_attempts':
+            metrics.rateLimited.inc({ reason: 'verify_attempts' });
             throw tooMany(
               'too_many_attempts',
               'Too many wrong codes. Request a new code.',
@@ -140,6 +155,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
             throw new ApiError('forbidden', 'This account is blocked.');
         }
       }
+      metrics.signIns.inc({ new_user: String(result.isNewUser) });
       return { token: result.token, is_new_user: result.isNewUser, user: result.user };
     },
   );
