@@ -1,9 +1,13 @@
 /**
- * A phone number as logs may show it: the country code and the first digits,
- * and the last four, e.g. `+7999***4567`. Enough to tell numbers apart while
- * debugging; not enough to call one.
+ * A phone number (E.164) as logs may show it: its first digits (the country
+ * code and a little more) and its last ones, e.g. `+7999***4567`. Enough to
+ * tell numbers apart while debugging; at least three digits are always hidden,
+ * so not enough to call one.
  */
 export function maskPhone(phoneNumber: string): string {
-  if (phoneNumber.length <= 8) return `${phoneNumber.slice(0, 2)}***`;
-  return `${phoneNumber.slice(0, 5)}***${phoneNumber.slice(-4)}`;
+  const digits = phoneNumber.replace(/^\+/, '');
+  const head = digits.length >= 11 ? 4 : 2;
+  const tail = digits.length >= 10 ? 4 : 2;
+  if (digits.length - head - tail < 3) return '+***';
+  return `+${digits.slice(0, head)}***${digits.slice(-tail)}`;
 }
