@@ -64,7 +64,7 @@ export async function createDeps(config: Config, logger = createLogger(config)):
     database,
     store,
     sms: createSmsSender(config, logger),
-    metrics: createMetrics(),
+    metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
   };
 }
 

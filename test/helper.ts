@@ -226,7 +226,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     database,
     store,
     sms,
-    metrics: createMetrics(),
+    metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
   };
   const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
   await app.ready();

@@ -102,6 +102,13 @@ export class Metrics {
     registers: this.registers,
   });
 
+  /** A setting, not a count: lets an alert compare codes sent per hour with the budget. */
+  readonly smsMaxPerHour = new Gauge({
+    name: 'sms_max_per_hour',
+    help: 'SMS_MAX_PER_HOUR: the global budget of messages sent per hour (0: no budget)',
+    registers: this.registers,
+  });
+
   /** The Prometheus text format's content type. */
   readonly contentType = this.registry.contentType;
 
@@ -112,6 +119,10 @@ export class Metrics {
   }
 }
 
-export function createMetrics(): Metrics {
-  return new Metrics();
+export type MetricsSettings = { smsMaxPerHour?: number };
+
+export function createMetrics(settings: MetricsSettings = {}): Metrics {
+  const metrics = new Metrics();
+  metrics.smsMaxPerHour.set(settings.smsMaxPerHour ?? 0);
+  return metrics;
 }

@@ -125,6 +125,7 @@ describe.each(backends)('metrics at /metrics (%s)', (backend) => {
 
   it('counts refusals by limit, failed sends, and no SMS for fixed test codes', async () => {
     const t = await make({
+      SMS_MAX_PER_HOUR: '500',
       OTP_MAX_ATTEMPTS: '1',
       OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '0',
       TEST_PHONE_NUMBERS: '+79990000001:1234',
@@ -156,6 +157,7 @@ describe.each(backends)('metrics at /metrics (%s)', (backend) => {
       'provider=fake,result=rate_limited': 1,
       'provider=fake,result=failed': 1,
     });
+    expect(series(samples, 'sms_max_per_hour')).toEqual({ '': 500 });
     expect(series(samples, 'rate_limited_total')).toEqual({
       'reason=send_limits': 1,
       'reason=verify_attempts': 1,
@@ -195,6 +197,8 @@ describe.each(backends)('metrics at /metrics (%s)', (backend) => {
       expect(text).toContain(`\n# TYPE ${name} ${type}\n`);
     }
     expect(series(samples, 'outbox_pending')).toEqual({ '': 0 });
+    // The test helper opens the global SMS budget (SMS_MAX_PER_HOUR=0).
+    expect(series(samples, 'sms_max_per_hour')).toEqual({ '': 0 });
     expect(series(samples, 'webhook_deliveries_total')).toEqual({});
     expect(series(samples, 'fraud_flags_total')).toEqual({});
   });
