@@ -36,4 +36,4 @@ createServer((request, response) => {
     process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), to, text })}\n`);
     response.writeHead(200).end();
   });
-}).listen(8080, '0.0.0.0');
+}).listen(Number(process.env.PORT ?? 8080), process.env.HOST ?? '0.0.0.0');
