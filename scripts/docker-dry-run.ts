@@ -110,9 +110,8 @@ function expectStatus(res: Response, status: number, what: string) {
   if (res.status !== status) throw new Error(`${what}: HTTP ${res.status}, expected ${status}`);
 }
 
-async function main(): Promise<void> {
+async function run(work: string): Promise<void> {
   const stages = parseDockerfile(readFileSync(join(root, 'Dockerfile'), 'utf8'));
-  const work = mkdtempSync(join(tmpdir(), 'docker-dry-run-'));
   const dirs = new Map<string, { dir: string; workdir: string }>();
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
@@ -322,14 +321,22 @@ async function main(): Promise<void> {
     await admin.end();
     const runtimeSize = du(runtimeDir);
     const modulesSize = du(join(runtimeDir, 'node_modules'));
-    if (process.env.KEEP !== '1') rmSync(work, { recursive: true, force: true });
-    else process.stdout.write(`kept ${work}\n`);
     process.stdout.write('\nstep seconds\n');
     for (const [label, seconds] of timings)
       process.stdout.write(`${seconds.toFixed(1).padStart(6)}  ${label}\n`);
     process.stdout.write(
       `runtime stage: ${runtimeSize} (node_modules ${modulesSize}); base image not included\n`,
     );
+  }
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'docker-dry-run-'));
+  try {
+    await run(work);
+  } finally {
+    if (process.env.KEEP !== '1') rmSync(work, { recursive: true, force: true });
+    else process.stdout.write(`kept ${work}\n`);
   }
 }
 
