@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  LogController,
   type RawServerDefault,
 } from 'fastify';
 import { authRoutes } from './auth/auth-routes.js';
@@ -28,7 +29,9 @@ import {
   writeErrorResponse,
 } from './http/error-handler.js';
 import { ErrorSchema } from './http/schemas.js';
+import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
+import { observeRequests } from './ops/request-observer.js';
 import { referralRoutes } from './referrals/referral-routes.js';
 import { ReferralService } from './referrals/referral-service.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -90,7 +93,8 @@ function trustProxyOption(
 }
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
-  const { config, logger, clock, random, database, store, sms } = deps;
+  const { config, logger, clock, random, database, store, metrics } = deps;
+  const sms = meteredSmsSender(deps.sms, metrics);
   // The whole request, headers and body, must arrive within this: a client
   // that stalls mid-body (or mid-headers) no longer holds its connection, and
   // a file descriptor, for ever. Bodies are 16 KiB at most.
@@ -105,6 +109,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
       connectionsCheckingInterval: REQUEST_TIMEOUT_CHECK_MS,
     },
     loggerInstance: logger as FastifyBaseLogger,
+    // One line per request instead of two, written by observeRequests.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
@@ -155,6 +161,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     if (writeAtTurnEnd) setImmediate(done, null, payload);
     else done(null, payload);
   });
+
+  app.addHook('onResponse', observeRequests(metrics));
 
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
@@ -274,7 +282,12 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     cacheSize: config.CACHE_SIZE,
   });
 
-  await app.register(opsRoutes, { database, store });
+  await app.register(opsRoutes, {
+    database,
+    store,
+    metrics,
+    metricsToken: config.METRICS_TOKEN,
+  });
   await app.register(authRoutes, {
     signIns: new SignInService(otp, users, sessions),
     sessions,
@@ -282,8 +295,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
     captcha: deps.captcha,
+    metrics,
+    smsProvider: sms.name,
   });
-  await app.register(referralRoutes, { referrals, sessions });
+  await app.register(referralRoutes, { referrals, sessions, metrics });
   await app.register(docsRoutes);
   await app.register(webRoutes);
   return app;

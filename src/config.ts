@@ -130,6 +130,7 @@ export const ConfigSchema = Type.Object({
     'false | true (one proxy) | the number of proxies in front | comma-separated proxy addresses or CIDRs',
   ),
   CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
+  METRICS_TOKEN: OptStr('when set, GET /metrics requires Authorization: Bearer <token>'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'fatal | error | warn | info | debug | trace | silent' },

@@ -14,6 +14,7 @@ import {
   secretsOf,
   waitUntilReachable,
 } from './lib/wait-until-reachable.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
 import type { KeyValueStore } from './store/key-value-store.js';
@@ -30,6 +31,7 @@ export type Deps = {
   sms: SmsSender;
   /** Required on request-code when CAPTCHA_PROVIDER is set; null otherwise. */
   captcha: CaptchaVerifier | null;
+  metrics: Metrics;
 };
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */
@@ -161,6 +163,7 @@ export async function createDeps(config: Config, logger = createLogger(config)):
     store,
     sms: createSmsSender(config, logger),
     captcha: createCaptchaVerifier(config),
+    metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
   };
 }
 

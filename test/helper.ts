@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type App, type AppOptions, buildApp } from '../src/app.js';
 import { createCaptchaVerifier } from '../src/auth/captcha.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
@@ -17,6 +17,7 @@ import {
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import { cryptoRandom, type Random } from '../src/lib/random.js';
+import { createMetrics } from '../src/ops/metrics.js';
 import type { SmsSender } from '../src/sms/sms-sender.js';
 import { SmsDeliveryError } from '../src/sms/sms-sender.js';
 import type { KeyValueStore } from '../src/store/key-value-store.js';
@@ -262,6 +263,8 @@ export type TestAppOptions = {
   shareWith?: TestApp;
   /** Use the configured send limits (default: the ones createSendLimiter builds from env). */
   appOptions?: AppOptions;
+  /** Where the app logs (default: a logger at LOG_LEVEL, silent in tests). */
+  logger?: Logger;
   /** Puts something between this instance and its store (to make it fail on purpose). */
   wrapStore?: (store: KeyValueStore) => KeyValueStore;
 };
@@ -294,7 +297,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   });
   const clock = options.clock ?? options.shareWith?.clock ?? new FakeClock();
   const sms = options.sms ?? options.shareWith?.sms ?? new FakeSms();
-  const logger = pino({ level: config.LOG_LEVEL });
+  const logger = options.logger ?? pino({ level: config.LOG_LEVEL });
   // Undone in reverse order on close, or as soon as a later step of the set-up fails.
   const cleanups: (() => Promise<void>)[] = [];
   const cleanUp = async () => {
@@ -365,6 +368,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       store,
       sms,
       captcha: createCaptchaVerifier(config),
+      metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
     };
     const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
     cleanups.push(() => app.close());

@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
+import { maskPhone } from '../ops/mask-phone.js';
+import type { Metrics } from '../ops/metrics.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { CaptchaVerifier } from './captcha.js';
 import { requireCaptcha } from './captcha-hook.js';
@@ -20,6 +22,9 @@ export type AuthRoutesOptions = {
   resendCooldownSeconds: number;
   /** Required on request-code when configured (CAPTCHA_PROVIDER). */
   captcha: CaptchaVerifier | null;
+  metrics: Metrics;
+  /** The SMS provider's name, the `provider` label of codes refused before sending. */
+  smsProvider: string;
 };
 
 const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string> = {
@@ -71,6 +76,7 @@ const attemptsMessages: Record<AttemptsLimit, string> = {
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
   const { signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds, captcha } =
     options;
+  const { metrics, smsProvider } = options;
 
   app.get(
     '/api/auth/captcha/',
@@ -137,8 +143,15 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const result = await signIns.requestCode(phoneNumber, request.ip);
       if (!result.ok) {
-        if (result.error === 'rate_limited')
+        if (result.error === 'rate_limited') {
+          metrics.rateLimited.inc({ reason: `send_${result.limit}` });
+          metrics.otpCodesSent.inc({ provider: smsProvider, result: 'rate_limited' });
           throw sendRefused(result.limit, result.retryAfterSeconds);
+        }
+        request.log.warn(
+          { to: maskPhone(phoneNumber), provider: smsProvider },
+          'SMS delivery failed',
+        );
         throw new ApiError(
           'sms_delivery_failed',
           'The SMS could not be delivered. Try again later.',
@@ -183,6 +196,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code, request.ip);
+      metrics.otpVerifications.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -195,6 +209,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               attempts_left: result.attemptsLeft,
             });
           case 'too_many_attempts':
+            metrics.rateLimited.inc({ reason: `verify_${result.limit}` });
             throw tooMany(
               'too_many_attempts',
               attemptsMessages[result.limit],
@@ -204,6 +219,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
             throw new ApiError('forbidden', 'This account is blocked.');
         }
       }
+      metrics.signIns.inc({ new_user: String(result.isNewUser) });
       return { token: result.token, is_new_user: result.isNewUser, user: result.user };
     },
   );

@@ -11,9 +11,14 @@ import {
   profileRef,
   ReferralSchema,
 } from '../http/schemas.js';
+import type { Metrics } from '../ops/metrics.js';
 import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
 
-export type ReferralRoutesOptions = { referrals: ReferralService; sessions: SessionService };
+export type ReferralRoutesOptions = {
+  referrals: ReferralService;
+  sessions: SessionService;
+  metrics: Metrics;
+};
 
 const activationMessages: Record<ActivationError, string> = {
   invite_not_found: 'Invite code not found.',
@@ -26,7 +31,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions } = options;
+  const { referrals, sessions, metrics } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -97,6 +102,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     async (request) => {
       const user = currentUser(request);
       const result = await referrals.activate(user.id, request.body.invite_code);
+      metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',

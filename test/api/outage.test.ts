@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config.js';
 import { type Database, openDatabase } from '../../src/db/client.js';
 import type { Deps } from '../../src/deps.js';
 import { cryptoRandom } from '../../src/lib/random.js';
+import { createMetrics } from '../../src/ops/metrics.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import {
   createTestDatabase,
@@ -141,6 +142,7 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       store,
       sms: new FakeSms(),
       captcha: null,
+      metrics: createMetrics(),
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     cleanups.push(

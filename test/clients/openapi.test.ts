@@ -29,8 +29,11 @@ type OpenApiDocument = {
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
-/** Routes left out of the document on purpose: the document itself, its viewer, the web UI. */
-const HIDDEN_ROUTE = /^\/(api\/openapi\.json|api\/docs(\/.*)?|assets\/.*|)$/;
+/**
+ * Routes left out of the document on purpose: the document itself, its viewer, the web UI,
+ * and the Prometheus scrape endpoint (text for Prometheus, not part of the JSON API).
+ */
+const HIDDEN_ROUTE = /^\/(api\/openapi\.json|api\/docs(\/.*)?|assets\/.*|metrics|)$/;
 
 /** The API of SPEC.md section 3, which the document must always describe. */
 const SPEC_OPERATIONS = [

@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/client.js';
 import type { Deps } from '../../src/deps.js';
 import { cryptoRandom } from '../../src/lib/random.js';
+import { createMetrics } from '../../src/ops/metrics.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { FakeClock, FakeSms, nextPhone } from '../helper.js';
 
@@ -137,6 +138,7 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
       store,
       sms: new FakeSms(),
       captcha: null,
+      metrics: createMetrics(),
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     try {
