@@ -20,7 +20,7 @@ import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
 import { errorHandler } from './http/error-handler.js';
-import { ErrorSchema } from './http/schemas.js';
+import { describeErrorResponses, ErrorSchema } from './http/schemas.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { referralRoutes } from './referrals/referral-routes.js';
 import { ReferralService } from './referrals/referral-service.js';
@@ -152,6 +152,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
         { name: 'operations', description: 'Health checks' },
       ],
     },
+    transform: describeErrorResponses(BODY_LIMIT_BYTES),
     refResolver: {
       buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`),
     },
