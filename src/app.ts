@@ -28,7 +28,7 @@ import {
   rawErrorAnswer,
   writeErrorResponse,
 } from './http/error-handler.js';
-import { ErrorSchema } from './http/schemas.js';
+import { describeErrorResponses, ErrorSchema } from './http/schemas.js';
 import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { observeRequests } from './ops/request-observer.js';
@@ -237,6 +237,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
         { name: 'operations', description: 'Health checks' },
       ],
     },
+    transform: describeErrorResponses(BODY_LIMIT_BYTES),
     refResolver: {
       buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`),
     },

@@ -124,14 +124,20 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           ),
         }),
         response: {
-          200: Type.Object({
-            success: Type.Literal(true),
-            message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
-            dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
-            retry_after: Type.Integer({
-              description: 'Seconds before a new code may be requested for this number',
-            }),
-          }),
+          200: Type.Object(
+            {
+              success: Type.Literal(true),
+              message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
+              dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
+              retry_after: Type.Integer({
+                description: 'Seconds before a new code may be requested for this number',
+              }),
+            },
+            {
+              description:
+                'The code is on its way (the same answer for registered and new numbers)',
+            },
+          ),
           ...bodyErrorResponses,
           429: errorRef,
           502: errorRef,
@@ -180,11 +186,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           code: Type.String({ minLength: 1, maxLength: 16, examples: ['1234'] }),
         }),
         response: {
-          200: Type.Object({
-            token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
-            is_new_user: Type.Boolean(),
-            user: UserSchema,
-          }),
+          200: Type.Object(
+            {
+              token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
+              is_new_user: Type.Boolean(),
+              user: UserSchema,
+            },
+            { description: 'Signed in: a new token, and the user (created on the first sign-in)' },
+          ),
           ...bodyErrorResponses,
           403: errorRef,
           429: errorRef,
@@ -235,7 +244,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Sign out: revoke this token',
         security: [{ TokenAuth: [] }],
         response: {
-          200: Type.Object({ success: Type.Literal(true) }),
+          200: Type.Object(
+            { success: Type.Literal(true) },
+            { description: 'Signed out: this token no longer works' },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
@@ -257,7 +269,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Sign out everywhere: revoke all of this user’s tokens',
         security: [{ TokenAuth: [] }],
         response: {
-          200: Type.Object({ success: Type.Literal(true), revoked: Type.Integer() }),
+          200: Type.Object(
+            { success: Type.Literal(true), revoked: Type.Integer() },
+            {
+              description: 'Signed out everywhere: `revoked` of this user’s tokens no longer work',
+            },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,

@@ -55,7 +55,9 @@ export const opsRoutes: FastifyPluginAsyncTypebox<OpsRoutesOptions> = async (
       schema: {
         tags: ['operations'],
         summary: 'Liveness: the process answers',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: {
+          200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process is up' }),
+        },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -72,7 +74,13 @@ export const opsRoutes: FastifyPluginAsyncTypebox<OpsRoutesOptions> = async (
       schema: {
         tags: ['operations'],
         summary: 'Readiness: the database and the store answer',
-        response: { 200: Readiness, 503: Readiness },
+        response: {
+          200: { ...Readiness, description: 'The database and the store answer' },
+          503: {
+            ...Readiness,
+            description: 'Not ready: the body says which of the two does not answer',
+          },
+        },
       },
     },
     async (_request, reply) => {

@@ -68,7 +68,11 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         tags: ['profile'],
         summary: 'Own profile with invite code and referrals',
         security: [{ TokenAuth: [] }],
-        response: { 200: profileRef, 401: errorRef, 503: errorRef },
+        response: {
+          200: Type.Ref('Profile', { description: 'The profile, with the first 100 referrals' }),
+          401: errorRef,
+          503: errorRef,
+        },
       },
     },
     async (request, reply) =>
@@ -89,10 +93,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
           invite_code: Type.String({ minLength: 1, maxLength: 32, examples: ['X9Y8Z7'] }),
         }),
         response: {
-          200: Type.Object({
-            message: Type.String({ examples: ['Invite code activated successfully.'] }),
-            profile: profileRef,
-          }),
+          200: Type.Object(
+            {
+              message: Type.String({ examples: ['Invite code activated successfully.'] }),
+              profile: profileRef,
+            },
+            { description: 'The code is activated; the updated profile' },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
@@ -127,13 +134,16 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
         }),
         response: {
-          200: Type.Object({
-            count: Type.Integer({ description: 'Total number of referrals' }),
-            results: Type.Array(ReferralSchema),
-            next_cursor: Type.Union([Type.String(), Type.Null()], {
-              description: 'Pass back as `cursor` for the next page; null on the last page',
-            }),
-          }),
+          200: Type.Object(
+            {
+              count: Type.Integer({ description: 'Total number of referrals' }),
+              results: Type.Array(ReferralSchema),
+              next_cursor: Type.Union([Type.String(), Type.Null()], {
+                description: 'Pass back as `cursor` for the next page; null on the last page',
+              }),
+            },
+            { description: 'A page of referrals, oldest first' },
+          ),
           400: errorRef,
           401: errorRef,
           503: errorRef,
