@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
+import { resolveSecretKey } from './auth/secret-key.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
@@ -141,12 +142,20 @@ async function openRedisStoreWhenReachable(
  * Opens storage for the service. PostgreSQL and Redis that do not answer yet
  * are retried for STARTUP_TIMEOUT_SECONDS in all (StartupError past it).
  */
-export async function createDeps(config: Config, logger = createLogger(config)): Promise<Deps> {
+export async function createDeps(loaded: Config, logger = createLogger(loaded)): Promise<Deps> {
   const clock = systemClock;
-  const deadline = new StartupDeadline(config.STARTUP_TIMEOUT_SECONDS);
-  const database = await openDatabaseWhenReachable(config, logger, deadline);
+  const deadline = new StartupDeadline(loaded.STARTUP_TIMEOUT_SECONDS);
+  const database = await openDatabaseWhenReachable(loaded, logger, deadline);
+  let config: Config;
   let store: KeyValueStore;
   try {
+    // After the database, so that a DATA_DIR is ours (locked) before a key is made in it.
+    config = resolveSecretKey(loaded);
+    if (config.usesDevelopmentSecret) {
+      logger.warn(
+        'SECRET_KEY is not set: using the development-only key, which anyone can read. Set SECRET_KEY.',
+      );
+    }
     store = config.REDIS_URL
       ? await openRedisStoreWhenReachable(config.REDIS_URL, logger, deadline)
       : new MemoryStore(clock);

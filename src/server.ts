@@ -24,9 +24,6 @@ try {
 }
 
 const logger = createLogger(config);
-if (config.usesDevelopmentSecret) {
-  logger.warn('SECRET_KEY is not set: using a development-only key. Set SECRET_KEY in production.');
-}
 
 let deps: Deps | undefined;
 let app: App | undefined;
