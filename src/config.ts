@@ -80,6 +80,10 @@ export const ConfigSchema = Type.Object({
     'code verifications per client IP (IPv6: per /64) per hour, sign-ins not counted (0: off)',
   ),
   SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
+  SMS_MAX_PER_REGION_PER_HOUR: Str(
+    '',
+    'SMS sent per hour to the numbers of each region, e.g. RU:500,KZ:50,*:20 (*: each region not listed); empty: off',
+  ),
   PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
   PHONE_DENIED_REGIONS: Str('', 'comma-separated ISO regions refused even if allowed, e.g. XX,YY'),
   PHONE_ALLOW_NON_MOBILE: Bool(
@@ -118,10 +122,17 @@ export type Config = RawConfig & {
   usesDevelopmentSecret: boolean;
   allowedRegions: string[];
   deniedRegions: string[];
+  /** SMS_MAX_PER_REGION_PER_HOUR parsed. */
+  smsPerRegionPerHour: RegionBudgets;
   corsOrigins: string[];
   /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
   testPhones: TestPhone[];
 };
+
+/** Messages per hour per region: the listed regions, and `others` for each region not listed (0: no budget). */
+export type RegionBudgets = { regions: Record<string, number>; others: number };
+
+const MAX_REGION_BUDGET = 100_000_000;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -170,6 +181,36 @@ function parseList(value: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+/** `RU:500,KZ:50,*:20`: each entry an ISO region (or `*`) and a positive whole number; problems are pushed. */
+function parseRegionBudgets(value: string, problems: string[]): RegionBudgets {
+  const name = 'SMS_MAX_PER_REGION_PER_HOUR';
+  const budgets: RegionBudgets = { regions: {}, others: 0 };
+  const seen = new Set<string>();
+  for (const entry of parseList(value)) {
+    const match = /^([A-Za-z]{2}|\*)\s*:\s*(\d+)$/.exec(entry);
+    const region = match?.[1]?.toUpperCase() ?? '';
+    const limit = Number(match?.[2]);
+    if (!match || !(limit >= 1 && limit <= MAX_REGION_BUDGET)) {
+      problems.push(
+        `${name} entry "${entry}" must be <region>:<limit>, a limit from 1 to ${MAX_REGION_BUDGET}, e.g. RU:500 or *:20`,
+      );
+      continue;
+    }
+    if (region !== '*' && !isSupportedCountry(region)) {
+      problems.push(`${name} contains "${match[1]}", which is not an ISO 3166 region`);
+      continue;
+    }
+    if (seen.has(region)) {
+      problems.push(`${name} names ${region} more than once`);
+      continue;
+    }
+    seen.add(region);
+    if (region === '*') budgets.others = limit;
+    else budgets.regions[region] = limit;
+  }
+  return budgets;
 }
 
 /**
@@ -222,6 +263,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`${region} is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS`);
     }
   }
+  const smsPerRegionPerHour = parseRegionBudgets(raw.SMS_MAX_PER_REGION_PER_HOUR, problems);
   const defaultRegion = raw.DEFAULT_PHONE_REGION.toUpperCase();
   if (!isSupportedCountry(defaultRegion)) {
     problems.push(`DEFAULT_PHONE_REGION is "${raw.DEFAULT_PHONE_REGION}", not an ISO 3166 region`);
@@ -308,6 +350,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     usesDevelopmentSecret: raw.SECRET_KEY === undefined,
     allowedRegions,
     deniedRegions,
+    smsPerRegionPerHour,
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
   };

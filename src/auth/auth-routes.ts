@@ -28,9 +28,12 @@ const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string
   not_mobile: 'Codes are sent only to mobile numbers.',
 };
 
-function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
+function phoneOrThrow(
+  input: string,
+  normalizePhone: (input: string) => PhoneResult,
+): Extract<PhoneResult, { ok: true }> {
   const result = normalizePhone(input);
-  if (result.ok) return result.phoneNumber;
+  if (result.ok) return result;
   const message = phoneMessages[result.reason];
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
 }
@@ -56,6 +59,14 @@ function sendRefused(limit: SendLimit, seconds: number): ApiError {
     return tooMany(
       'rate_limited',
       `A code was just sent. You can request a new one in ${duration(seconds)}.`,
+      seconds,
+    );
+  }
+  // Not the caller's doing: numbers of this country are being sent too much (SMS pumping).
+  if (limit === 'region') {
+    return tooMany(
+      'rate_limited',
+      'Too many codes are being sent to numbers of this country. Try again later.',
       seconds,
     );
   }
@@ -134,8 +145,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
-      const result = await signIns.requestCode(phoneNumber, request.ip);
+      const { phoneNumber, region } = phoneOrThrow(request.body.phone_number, normalizePhone);
+      const result = await signIns.requestCode(phoneNumber, region, request.ip);
       if (!result.ok) {
         if (result.error === 'rate_limited')
           throw sendRefused(result.limit, result.retryAfterSeconds);
@@ -180,7 +191,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
+      const { phoneNumber } = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code, request.ip);
       if (!result.ok) {

@@ -99,13 +99,14 @@ export class OtpService {
    */
   async issue(
     phoneNumber: string,
+    region: string | undefined,
     clientIp: string,
     isBlocked: () => Promise<boolean> = async () => false,
   ): Promise<IssueResult> {
     const testCode = this.settings.testCodes.get(phoneNumber);
     let release = async () => {};
     if (testCode === undefined) {
-      const reservation = await this.limiter.reserve(phoneNumber, clientIp);
+      const reservation = await this.limiter.reserve(phoneNumber, clientIp, region);
       if (!reservation.ok) {
         return {
           ok: false,

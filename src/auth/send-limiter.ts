@@ -11,15 +11,15 @@ export interface Budget {
 }
 
 /** Which send limit refused a code: they are told apart in the answer. */
-export type SendLimit = 'cooldown' | 'phone' | 'ip' | 'global';
+export type SendLimit = 'cooldown' | 'phone' | 'ip' | 'region' | 'global';
 
 export type Reservation =
   | {
       ok: true;
       /**
        * Gives back what the number was charged (its cooldown and its hourly
-       * cap) when no code reached it after all. The per-client and global
-       * budgets keep the request: a provider call was made.
+       * cap) when no code reached it after all. The per-client, per-region
+       * and global budgets keep the request: a provider call was made.
        */
       release(): Promise<void>;
     }
@@ -32,8 +32,12 @@ export type Reservation =
  * same step as it reads the code.)
  */
 export interface SendLimiter {
-  /** Takes one send from every budget that applies, or says which refused and when to retry. */
-  reserve(phoneNumber: string, clientIp: string): Promise<Reservation>;
+  /**
+   * Takes one send from every budget that applies, or says which refused and
+   * when to retry. `region` is the number's ISO region (undefined for
+   * non-geographic numbers, which count as a region not listed).
+   */
+  reserve(phoneNumber: string, clientIp: string, region: string | undefined): Promise<Reservation>;
   /** Seconds until this number may be sent a new code (at least 1). */
   secondsUntilNextCode(phoneNumber: string): Promise<number>;
   /**

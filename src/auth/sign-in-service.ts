@@ -26,8 +26,13 @@ export class SignInService {
     private readonly sessions: SessionService,
   ) {}
 
-  requestCode(phoneNumber: string, clientIp: string): Promise<IssueResult> {
-    return this.otp.issue(phoneNumber, clientIp, () => this.users.isBlocked(phoneNumber));
+  /** `region`: the number's ISO region, for the per-region SMS budget. */
+  requestCode(
+    phoneNumber: string,
+    region: string | undefined,
+    clientIp: string,
+  ): Promise<IssueResult> {
+    return this.otp.issue(phoneNumber, region, clientIp, () => this.users.isBlocked(phoneNumber));
   }
 
   async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {

@@ -1,4 +1,5 @@
 import { isIPv6 } from 'node:net';
+import type { RegionBudgets } from '../config.js';
 import type { Clock } from '../lib/clock.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
 import type {
@@ -17,11 +18,19 @@ export type SendLimits = {
   maxPerPhonePerHour: number;
   maxPerIpPerHour: number;
   smsMaxPerHour: number;
+  /** Messages sent per hour to the numbers of each region (SMS_MAX_PER_REGION_PER_HOUR). */
+  smsPerRegionPerHour?: RegionBudgets;
   /** Verifications per client (IP, or IPv6 /64) per hour (0: no cap). */
   maxVerifyPerIpPerHour: number;
 };
 
 const HOUR_SECONDS = 3600;
+
+/** The subject of numbers of no region (+800, +882…): libphonenumber's code for non-geographic entities. */
+const NON_GEOGRAPHIC = '001';
+
+/** Told each time a region's budget refuses a message: where logs, metrics and audit hook in. */
+export type RegionBudgetHit = (region: string, limit: number) => void;
 
 /**
  * Clients on IPv6 usually own a whole /64, so one client is one /64: otherwise
@@ -60,11 +69,15 @@ export class StoreSendLimiter implements SendLimiter {
   private readonly perIp: SlidingWindow;
   private readonly global: SlidingWindow;
   private readonly verifyPerIp: SlidingWindow;
+  /** A budget per listed region, and one shape for each region not listed (none: no budget). */
+  private readonly perRegion = new Map<string, SlidingWindow>();
+  private readonly perOtherRegion: SlidingWindow | undefined;
 
   constructor(
     private readonly store: KeyValueStore,
     private readonly clock: Clock,
     private readonly limits: SendLimits,
+    private readonly onRegionBudgetHit: RegionBudgetHit = () => {},
   ) {
     this.perPhone = new SlidingLog(store, clock, 'phone', limits.maxPerPhonePerHour, HOUR_SECONDS);
     this.perIp = new SlidingWindow(store, clock, 'ip', limits.maxPerIpPerHour, HOUR_SECONDS);
@@ -75,6 +88,29 @@ export class StoreSendLimiter implements SendLimiter {
       'verify-ip',
       limits.maxVerifyPerIpPerHour,
       HOUR_SECONDS,
+    );
+    const regionWindow = (limit: number) =>
+      new SlidingWindow(store, clock, 'sms-region', limit, HOUR_SECONDS);
+    const { regions = {}, others = 0 } = limits.smsPerRegionPerHour ?? {};
+    for (const [region, limit] of Object.entries(regions))
+      this.perRegion.set(region, regionWindow(limit));
+    this.perOtherRegion = others > 0 ? regionWindow(others) : undefined;
+  }
+
+  /**
+   * Each region has its own budget (a `*` entry gives every region not listed
+   * one of that size), so that pumping one country's premium numbers stops
+   * that country only; the global budget still bounds them all together.
+   */
+  private regionBudget(region: string): Budget | undefined {
+    return this.perRegion.get(region) ?? this.perOtherRegion;
+  }
+
+  private regionLimit(region: string): number {
+    return (
+      this.limits.smsPerRegionPerHour?.regions[region] ??
+      this.limits.smsPerRegionPerHour?.others ??
+      0
     );
   }
 
@@ -109,7 +145,11 @@ export class StoreSendLimiter implements SendLimiter {
     return { verdict: { ok: false, retryAfterSeconds: 1 } };
   }
 
-  async reserve(phoneNumber: string, clientIp: string): Promise<Reservation> {
+  async reserve(
+    phoneNumber: string,
+    clientIp: string,
+    region: string | undefined,
+  ): Promise<Reservation> {
     const cooldown = await this.takeCooldown(phoneNumber);
     if (!cooldown.verdict.ok) return { ...cooldown.verdict, limit: 'cooldown' };
     const ofNumber: (() => Promise<unknown>)[] = [];
@@ -118,15 +158,20 @@ export class StoreSendLimiter implements SendLimiter {
       ofNumber.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
     }
     const undo = [...ofNumber];
+    const regionSubject = region ?? NON_GEOGRAPHIC;
+    const ofRegion = this.regionBudget(regionSubject);
     const steps: [Budget, string, SendLimit][] = [
       [this.perPhone, phoneNumber, 'phone'],
       [this.perIp, clientKey(clientIp), 'ip'],
+      ...(ofRegion ? [[ofRegion, regionSubject, 'region'] as [Budget, string, SendLimit]] : []),
       [this.global, 'all', 'global'],
     ];
     for (const [budget, subject, limit] of steps) {
       const taken = await budget.take(subject);
       if (!taken.ok) {
         await Promise.all(undo.map((u) => u()));
+        if (limit === 'region')
+          this.onRegionBudgetHit(regionSubject, this.regionLimit(regionSubject));
         return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds };
       }
       undo.push(taken.giveBack);
