@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
+import { setRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { CaptchaVerifier } from './captcha.js';
@@ -144,9 +145,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { phoneNumber, region } = phoneOrThrow(request.body.phone_number, normalizePhone);
       const result = await signIns.requestCode(phoneNumber, region, request.ip);
+      setRateLimitHeaders(reply, result.limits);
       if (!result.ok) {
         if (result.error === 'rate_limited')
           throw sendRefused(result.limit, result.retryAfterSeconds);
@@ -190,10 +192,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { phoneNumber } = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code, request.ip);
+      setRateLimitHeaders(reply, result.limits);
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':

@@ -2,13 +2,15 @@ import { isIPv6 } from 'node:net';
 import type { RegionBudgets } from '../config.js';
 import type { Clock } from '../lib/clock.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
-import type {
-  Budget,
-  LimitVerdict,
-  Reservation,
-  SendLimit,
-  SendLimiter,
-  Taken,
+import {
+  type Budget,
+  givenBack,
+  type LimitState,
+  type LimitVerdict,
+  type Reservation,
+  type SendLimit,
+  type SendLimiter,
+  type Taken,
 } from './send-limiter.js';
 import { SlidingLog } from './sliding-log.js';
 import { SlidingWindow } from './sliding-window.js';
@@ -151,11 +153,29 @@ export class StoreSendLimiter implements SendLimiter {
     region: string | undefined,
   ): Promise<Reservation> {
     const cooldown = await this.takeCooldown(phoneNumber);
-    if (!cooldown.verdict.ok) return { ...cooldown.verdict, limit: 'cooldown' };
+    const cooldownState = (resetSeconds: number): LimitState => ({
+      name: 'cooldown',
+      quota: 1,
+      windowSeconds: this.limits.resendCooldownSeconds,
+      remaining: 0,
+      resetSeconds,
+    });
+    if (!cooldown.verdict.ok) {
+      const { retryAfterSeconds } = cooldown.verdict;
+      return {
+        ok: false,
+        limit: 'cooldown',
+        retryAfterSeconds,
+        limits: [cooldownState(retryAfterSeconds)],
+      };
+    }
     const ofNumber: (() => Promise<unknown>)[] = [];
+    // What was checked, and whether `release` gives it back.
+    const checked: [LimitState, boolean][] = [];
     if (cooldown.marker) {
       const marker = cooldown.marker;
       ofNumber.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
+      checked.push([cooldownState(this.limits.resendCooldownSeconds), true]);
     }
     const undo = [...ofNumber];
     const regionSubject = region ?? NON_GEOGRAPHIC;
@@ -172,13 +192,18 @@ export class StoreSendLimiter implements SendLimiter {
         await Promise.all(undo.map((u) => u()));
         if (limit === 'region')
           this.onRegionBudgetHit(regionSubject, this.regionLimit(regionSubject));
-        return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds };
+        // The refusing limit is the one closest to being hit: the others had room.
+        const refused = { ...taken.usage, name: limit };
+        return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds, limits: [refused] };
       }
       undo.push(taken.giveBack);
       if (limit === 'phone') ofNumber.push(taken.giveBack);
+      if (taken.usage) checked.push([{ ...taken.usage, name: limit }, limit === 'phone']);
     }
     return {
       ok: true,
+      limits: checked.map(([state]) => state),
+      limitsIfReleased: checked.map(([state, released]) => (released ? givenBack(state) : state)),
       release: async () => {
         await Promise.all(ofNumber.map((u) => u()));
       },
