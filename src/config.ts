@@ -105,6 +105,10 @@ export const ConfigSchema = Type.Object({
     'code verifications per client IP (IPv6: per /64) per hour, sign-ins not counted (0: off)',
   ),
   SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
+  SMS_MAX_PER_REGION_PER_HOUR: Str(
+    '',
+    'SMS sent per hour to the numbers of each region, e.g. RU:500,KZ:50,*:20 (*: each region not listed); empty: off',
+  ),
   PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
   PHONE_DENIED_REGIONS: Str('', 'comma-separated ISO regions refused even if allowed, e.g. XX,YY'),
   PHONE_ALLOW_NON_MOBILE: Bool(
@@ -147,12 +151,19 @@ export type Config = RawConfig & {
   usesDevelopmentSecret: boolean;
   allowedRegions: string[];
   deniedRegions: string[];
+  /** SMS_MAX_PER_REGION_PER_HOUR parsed. */
+  smsPerRegionPerHour: RegionBudgets;
   corsOrigins: string[];
   /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
   testPhones: TestPhone[];
   /** TRUST_PROXY read: off, a number of proxy hops, or the proxies' addresses (Fastify's trustProxy). */
   trustProxy: false | number | string[];
 };
+
+/** Messages per hour per region: the listed regions, and `others` for each region not listed (0: no budget). */
+export type RegionBudgets = { regions: Record<string, number>; others: number };
+
+const MAX_REGION_BUDGET = 100_000_000;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -241,6 +252,36 @@ function parseTrustProxy(text: string): { value: false | number | string[] } | {
   return { value: entries };
 }
 
+/** `RU:500,KZ:50,*:20`: each entry an ISO region (or `*`) and a positive whole number; problems are pushed. */
+function parseRegionBudgets(value: string, problems: string[]): RegionBudgets {
+  const name = 'SMS_MAX_PER_REGION_PER_HOUR';
+  const budgets: RegionBudgets = { regions: {}, others: 0 };
+  const seen = new Set<string>();
+  for (const entry of parseList(value)) {
+    const match = /^([A-Za-z]{2}|\*)\s*:\s*(\d+)$/.exec(entry);
+    const region = match?.[1]?.toUpperCase() ?? '';
+    const limit = Number(match?.[2]);
+    if (!match || !(limit >= 1 && limit <= MAX_REGION_BUDGET)) {
+      problems.push(
+        `${name} entry "${entry}" must be <region>:<limit>, a limit from 1 to ${MAX_REGION_BUDGET}, e.g. RU:500 or *:20`,
+      );
+      continue;
+    }
+    if (region !== '*' && !isSupportedCountry(region)) {
+      problems.push(`${name} contains "${match[1]}", which is not an ISO 3166 region`);
+      continue;
+    }
+    if (seen.has(region)) {
+      problems.push(`${name} names ${region} more than once`);
+      continue;
+    }
+    seen.add(region);
+    if (region === '*') budgets.others = limit;
+    else budgets.regions[region] = limit;
+  }
+  return budgets;
+}
+
 /**
  * Validates the environment once, at boot. Any problem throws a ConfigError
  * whose message names each offending variable and what is wrong with it.
@@ -291,6 +332,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`${region} is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS`);
     }
   }
+  const smsPerRegionPerHour = parseRegionBudgets(raw.SMS_MAX_PER_REGION_PER_HOUR, problems);
   const defaultRegion = raw.DEFAULT_PHONE_REGION.toUpperCase();
   if (!isSupportedCountry(defaultRegion)) {
     problems.push(`DEFAULT_PHONE_REGION is "${raw.DEFAULT_PHONE_REGION}", not an ISO 3166 region`);
@@ -380,6 +422,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     usesDevelopmentSecret: raw.SECRET_KEY === undefined,
     allowedRegions,
     deniedRegions,
+    smsPerRegionPerHour,
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
     trustProxy: 'value' in trustProxy ? trustProxy.value : false,

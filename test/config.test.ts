@@ -128,6 +128,20 @@ describe('loadConfig parsing', () => {
     expect(config.DEFAULT_PHONE_REGION).toBe('KZ');
   });
 
+  it('parses SMS_MAX_PER_REGION_PER_HOUR into per-region budgets; empty is off', () => {
+    expect(
+      loadConfig({ SMS_MAX_PER_REGION_PER_HOUR: 'RU:500, kz : 50,*:20' }).smsPerRegionPerHour,
+    ).toEqual({
+      regions: { RU: 500, KZ: 50 },
+      others: 20,
+    });
+    expect(loadConfig({ SMS_MAX_PER_REGION_PER_HOUR: 'RU:5' }).smsPerRegionPerHour).toEqual({
+      regions: { RU: 5 },
+      others: 0,
+    });
+    expect(loadConfig({}).smsPerRegionPerHour).toEqual({ regions: {}, others: 0 });
+  });
+
   it('parses TEST_PHONE_NUMBERS into phone and code pairs', () => {
     const config = loadConfig({ TEST_PHONE_NUMBERS: '+79990000001:1234, +79990000002:0000' });
 
@@ -201,6 +215,18 @@ describe('loadConfig refuses invalid values, naming the variable', () => {
       'KZ is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS',
     ],
     [{ DEFAULT_PHONE_REGION: 'zz' }, 'DEFAULT_PHONE_REGION is "zz", not an ISO 3166 region'],
+    [
+      { SMS_MAX_PER_REGION_PER_HOUR: 'RU:500,QQ:5' },
+      'SMS_MAX_PER_REGION_PER_HOUR contains "QQ", which is not an ISO 3166 region',
+    ],
+    ...['RU:0', 'RU:-5', 'RU:1.5', 'RU', 'RU:many', '*:200000000'].map((entry): [Env, string] => [
+      { SMS_MAX_PER_REGION_PER_HOUR: `KZ:50,${entry}` },
+      `SMS_MAX_PER_REGION_PER_HOUR entry "${entry}" must be <region>:<limit>, a limit from 1 to 100000000, e.g. RU:500 or *:20`,
+    ]),
+    [
+      { SMS_MAX_PER_REGION_PER_HOUR: 'RU:5,ru:6' },
+      'SMS_MAX_PER_REGION_PER_HOUR names RU more than once',
+    ],
     [
       { SECRET_KEY: 'x'.repeat(31) },
       'SECRET_KEY must be at least 32 characters long (use e.g. `openssl rand -hex 32`)',

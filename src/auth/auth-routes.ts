@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { ApiError } from '../errors.js';
+import { setRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { maskPhone } from '../ops/mask-phone.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -33,9 +34,12 @@ const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string
   not_mobile: 'Codes are sent only to mobile numbers.',
 };
 
-function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
+function phoneOrThrow(
+  input: string,
+  normalizePhone: (input: string) => PhoneResult,
+): Extract<PhoneResult, { ok: true }> {
   const result = normalizePhone(input);
-  if (result.ok) return result.phoneNumber;
+  if (result.ok) return result;
   const message = phoneMessages[result.reason];
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
 }
@@ -61,6 +65,14 @@ function sendRefused(limit: SendLimit, seconds: number): ApiError {
     return tooMany(
       'rate_limited',
       `A code was just sent. You can request a new one in ${duration(seconds)}.`,
+      seconds,
+    );
+  }
+  // Not the caller's doing: numbers of this country are being sent too much (SMS pumping).
+  if (limit === 'region') {
+    return tooMany(
+      'rate_limited',
+      'Too many codes are being sent to numbers of this country. Try again later.',
       seconds,
     );
   }
@@ -145,9 +157,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
-      const result = await signIns.requestCode(phoneNumber, request.ip);
+    async (request, reply) => {
+      const { phoneNumber, region } = phoneOrThrow(request.body.phone_number, normalizePhone);
+      const result = await signIns.requestCode(phoneNumber, region, request.ip);
+      setRateLimitHeaders(reply, result.limits);
       if (!result.ok) {
         if (result.error === 'rate_limited') {
           metrics.rateLimited.inc({ reason: `send_${result.limit}` });
@@ -201,11 +214,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request) => {
-      const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
+    async (request, reply) => {
+      const { phoneNumber } = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code, request.ip);
       metrics.otpVerifications.inc({ result: result.ok ? 'ok' : result.error });
+      setRateLimitHeaders(reply, result.limits);
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':

@@ -3,7 +3,13 @@ import type { Clock } from '../lib/clock.js';
 import { type Random, randomString } from '../lib/random.js';
 import { SmsDeliveryError, type SmsSender } from '../sms/sms-sender.js';
 import type { Guess, KeyValueStore } from '../store/key-value-store.js';
-import type { SendLimit, SendLimiter } from './send-limiter.js';
+import {
+  givenBack,
+  type LimitState,
+  type SendLimit,
+  type SendLimiter,
+  type Taken,
+} from './send-limiter.js';
 import { SlidingLog, secondsOf } from './sliding-log.js';
 
 export type OtpSettings = {
@@ -17,20 +23,35 @@ export type OtpSettings = {
   testCodes: Map<string, string>;
 };
 
-export type IssueResult =
+/** Every result says how much of each limit it checked is left (for the RateLimit headers). */
+type WithLimits = { limits: LimitState[] };
+
+export type IssueResult = (
   | { ok: true; code: string }
   | { ok: false; error: 'rate_limited'; limit: SendLimit; retryAfterSeconds: number }
-  | { ok: false; error: 'sms_delivery_failed' };
+  | { ok: false; error: 'sms_delivery_failed' }
+) &
+  WithLimits;
 
 /** Which cap refused a guess: the code's attempts, the number's hourly cap, or the client's. */
 export type AttemptsLimit = 'code' | 'number' | 'client';
 
 export type VerifyResult =
   /** `withheld`: the code was issued to a blocked account and never sent; it must not sign in. */
-  | { ok: true; withheld: boolean }
-  | { ok: false; error: 'code_expired' }
-  | { ok: false; error: 'invalid_code'; attemptsLeft: number }
-  | { ok: false; error: 'too_many_attempts'; limit: AttemptsLimit; retryAfterSeconds: number };
+  (
+    | { ok: true; withheld: boolean }
+    | { ok: false; error: 'code_expired' }
+    | { ok: false; error: 'invalid_code'; attemptsLeft: number }
+    | { ok: false; error: 'too_many_attempts'; limit: AttemptsLimit; retryAfterSeconds: number }
+  ) &
+    WithLimits;
+
+/** The names of the verify limits in the RateLimit headers: per code, per number, per client. */
+const ATTEMPTS_POLICY: Record<AttemptsLimit, string> = {
+  code: 'code',
+  number: 'phone',
+  client: 'ip',
+};
 
 const DIGITS = '0123456789';
 
@@ -99,22 +120,27 @@ export class OtpService {
    */
   async issue(
     phoneNumber: string,
+    region: string | undefined,
     clientIp: string,
     isBlocked: () => Promise<boolean> = async () => false,
   ): Promise<IssueResult> {
     const testCode = this.settings.testCodes.get(phoneNumber);
     let release = async () => {};
+    let limits: LimitState[] = [];
+    let limitsIfReleased: LimitState[] = [];
     if (testCode === undefined) {
-      const reservation = await this.limiter.reserve(phoneNumber, clientIp);
+      const reservation = await this.limiter.reserve(phoneNumber, clientIp, region);
       if (!reservation.ok) {
         return {
           ok: false,
           error: 'rate_limited',
           limit: reservation.limit,
           retryAfterSeconds: reservation.retryAfterSeconds,
+          limits: reservation.limits,
         };
       }
       release = reservation.release;
+      ({ limits, limitsIfReleased } = reservation);
     }
     // Test numbers send no SMS anyway; a blocked one is refused at verification.
     let withheld = false;
@@ -134,12 +160,12 @@ export class OtpService {
     await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
       this.attemptsKey(phoneNumber),
     ]);
-    if (testCode !== undefined) return { ok: true, code };
+    if (testCode !== undefined) return { ok: true, code, limits };
     if (withheld) {
       // As long as a message would have taken, so that the answer's timing
-      // does not tell a blocked number either.
+      // does not tell a blocked number either (nor do its limits: the same as any).
       await new Promise((resolve) => setTimeout(resolve, this.typicalSendMs));
-      return { ok: true, code };
+      return { ok: true, code, limits };
     }
     const startedMs = this.clock.now().getTime();
     try {
@@ -148,12 +174,13 @@ export class OtpService {
       // No code reached the number: it costs the number nothing (cooldown,
       // hourly cap), so the user may retry at once.
       await Promise.all([this.store.deleteIfEquals(this.codeKey(phoneNumber), record), release()]);
-      if (error instanceof SmsDeliveryError) return { ok: false, error: 'sms_delivery_failed' };
+      if (error instanceof SmsDeliveryError)
+        return { ok: false, error: 'sms_delivery_failed', limits: limitsIfReleased };
       throw error;
     }
     const tookMs = this.clock.now().getTime() - startedMs;
     this.typicalSendMs = Math.round(this.typicalSendMs * 0.8 + tookMs * 0.2);
-    return { ok: true, code };
+    return { ok: true, code, limits };
   }
 
   /**
@@ -185,49 +212,82 @@ export class OtpService {
       // only lost to a client that could not sign in now anyway.
       if (result.outcome === 'wrong')
         await this.store.giveBackGuess(guess, result.record, result.failureId);
-      return tooMany('client', client.retryAfterSeconds);
+      const { retryAfterSeconds, usage } = client;
+      const limits = [{ ...usage, name: ATTEMPTS_POLICY.client }];
+      return { ok: false, error: 'too_many_attempts', limit: 'client', retryAfterSeconds, limits };
     }
+    const ofClient = clientState(client);
     if ('record' in result && this.expired(result.record, nowMs)) {
       // Only wrong guesses at a live code count against the number.
       if (result.outcome === 'wrong')
         await this.store.giveBackGuess(guess, result.record, result.failureId);
-      return { ok: false, error: 'code_expired' };
+      return { ok: false, error: 'code_expired', limits: ofClient };
     }
     switch (result.outcome) {
       case 'capped':
         // A locked-out number learns nothing more, not even whether a code is live.
         await client.giveBack();
-        return tooMany('number', secondsOf(result.retryAfterMs));
+        return this.tooMany('number', secondsOf(result.retryAfterMs));
       case 'absent':
-        return { ok: false, error: 'code_expired' };
+        return { ok: false, error: 'code_expired', limits: ofClient };
       case 'exhausted': {
         const [retryAfterSeconds] = await Promise.all([
           this.limiter.secondsUntilNextCode(phoneNumber),
           client.giveBack(),
         ]);
-        return tooMany('code', retryAfterSeconds);
+        return this.tooMany('code', retryAfterSeconds);
       }
       case 'taken': {
         // A sign-in is not a failed verification: it costs the client nothing.
         await client.giveBack();
-        return { ok: true, withheld: result.record.endsWith(`.${WITHHELD}`) };
-      }
-      case 'wrong':
         return {
-          ok: false,
-          error: 'invalid_code',
-          attemptsLeft: this.settings.maxAttempts - result.attempt,
+          ok: true,
+          withheld: result.record.endsWith(`.${WITHHELD}`),
+          limits: ofClient.map(givenBack),
         };
+      }
+      case 'wrong': {
+        const attemptsLeft = this.settings.maxAttempts - result.attempt;
+        // The code's attempts go with it: they come back when it expires and a new one is sent.
+        const ofCode: LimitState = {
+          name: ATTEMPTS_POLICY.code,
+          quota: this.settings.maxAttempts,
+          windowSeconds: this.settings.ttlSeconds,
+          remaining: attemptsLeft,
+          resetSeconds: Math.max(1, Math.ceil((this.expiresAtMs(result.record) - nowMs) / 1000)),
+        };
+        return { ok: false, error: 'invalid_code', attemptsLeft, limits: [ofCode, ...ofClient] };
+      }
     }
+  }
+
+  /** A refusal by the code's or the number's cap, and its limit: none left, one more in `retryAfterSeconds`. */
+  private tooMany(limit: 'code' | 'number', retryAfterSeconds: number): VerifyResult {
+    const shape = {
+      code: { quota: this.settings.maxAttempts, windowSeconds: this.settings.ttlSeconds },
+      number: { quota: this.settings.maxFailedPerHour, windowSeconds: HOUR_SECONDS },
+    }[limit];
+    const state = {
+      ...shape,
+      name: ATTEMPTS_POLICY[limit],
+      remaining: 0,
+      resetSeconds: retryAfterSeconds,
+    };
+    return { ok: false, error: 'too_many_attempts', limit, retryAfterSeconds, limits: [state] };
   }
 
   /** By the injected clock: the store's TTL follows real time, which a test's clock does not. */
   private expired(record: string, nowMs: number): boolean {
+    return this.expiresAtMs(record) <= nowMs;
+  }
+
+  private expiresAtMs(record: string): number {
     const [, expiresAt = '0'] = record.split('.');
-    return Number(expiresAt) <= nowMs;
+    return Number(expiresAt);
   }
 }
 
-function tooMany(limit: AttemptsLimit, retryAfterSeconds: number): VerifyResult {
-  return { ok: false, error: 'too_many_attempts', limit, retryAfterSeconds };
+/** The client's verify limit, as the headers name it (none when it is off). */
+function clientState(client: Extract<Taken, { ok: true }>): LimitState[] {
+  return client.usage ? [{ ...client.usage, name: ATTEMPTS_POLICY.client }] : [];
 }

@@ -1,4 +1,5 @@
 import type { IssueResult, OtpService, VerifyResult } from './otp-service.js';
+import type { LimitState } from './send-limiter.js';
 import type { SessionService } from './session-service.js';
 import type { UserService } from './user-service.js';
 
@@ -9,10 +10,11 @@ export type SignInUser = {
   activated_invite_code: string | null;
 };
 
+/** With the limits verification checked, as VerifyResult. */
 export type SignInResult =
-  | { ok: true; token: string; isNewUser: boolean; user: SignInUser }
+  | { ok: true; token: string; isNewUser: boolean; user: SignInUser; limits: LimitState[] }
   | Exclude<VerifyResult, { ok: true }>
-  | { ok: false; error: 'account_blocked' };
+  | { ok: false; error: 'account_blocked'; limits: LimitState[] };
 
 /**
  * Request-code and verify-code as one step each: a code for a number (sent
@@ -26,8 +28,13 @@ export class SignInService {
     private readonly sessions: SessionService,
   ) {}
 
-  requestCode(phoneNumber: string, clientIp: string): Promise<IssueResult> {
-    return this.otp.issue(phoneNumber, clientIp, () => this.users.isBlocked(phoneNumber));
+  /** `region`: the number's ISO region, for the per-region SMS budget. */
+  requestCode(
+    phoneNumber: string,
+    region: string | undefined,
+    clientIp: string,
+  ): Promise<IssueResult> {
+    return this.otp.issue(phoneNumber, region, clientIp, () => this.users.isBlocked(phoneNumber));
   }
 
   async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
@@ -40,10 +47,12 @@ export class SignInService {
       phoneNumber,
       verified.withheld ? null : stored,
     );
-    if (user.isBlocked) return { ok: false, error: 'account_blocked' };
-    if (verified.withheld) return { ok: false, error: 'code_expired' };
+    const { limits } = verified;
+    if (user.isBlocked) return { ok: false, error: 'account_blocked', limits };
+    if (verified.withheld) return { ok: false, error: 'code_expired', limits };
     return {
       ok: true,
+      limits,
       token,
       isNewUser: isNew,
       user: {

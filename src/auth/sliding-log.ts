@@ -37,9 +37,27 @@ export class SlidingLog implements Budget {
   async take(subject: string): Promise<Taken> {
     if (!this.enabled) return { ok: true, giveBack: async () => {} };
     const log = this.of(subject);
-    const added = await this.store.addToLog(log, this.clock.now().getTime());
-    if (!added.ok) return { ok: false, retryAfterSeconds: secondsOf(added.retryAfterMs) };
-    return { ok: true, giveBack: () => this.store.removeFromLog(log.key, added.id) };
+    const nowMs = this.clock.now().getTime();
+    const added = await this.store.addToLog(log, nowMs);
+    const usage = { quota: this.limit, windowSeconds: this.windowSeconds };
+    if (!added.ok) {
+      const retryAfterSeconds = secondsOf(added.retryAfterMs);
+      return {
+        ok: false,
+        retryAfterSeconds,
+        usage: { ...usage, remaining: 0, resetSeconds: retryAfterSeconds },
+      };
+    }
+    return {
+      ok: true,
+      giveBack: () => this.store.removeFromLog(log.key, added.id),
+      // The oldest event is the next to slide out, and (when the log is full) the one that frees a place.
+      usage: {
+        ...usage,
+        remaining: Math.max(0, this.limit - added.held),
+        resetSeconds: secondsOf(added.oldestAtMs + this.windowSeconds * 1000 - nowMs),
+      },
+    };
   }
 }
 

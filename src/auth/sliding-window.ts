@@ -1,12 +1,14 @@
 import type { Clock } from '../lib/clock.js';
 import type { Counter, KeyValueStore } from '../store/key-value-store.js';
-import type { Budget, LimitVerdict, Taken } from './send-limiter.js';
+import type { Budget, LimitUsage, LimitVerdict, Taken } from './send-limiter.js';
 
 /** A `take`'s store operations and its verdict. */
 type PreparedTake = {
   counter: Counter;
   previousKey: string;
   judge(current: number, previousText: string | null): LimitVerdict;
+  /** What is left once `current` events are counted (this one included). */
+  usage(current: number, previousText: string | null): LimitUsage;
 };
 
 /**
@@ -56,18 +58,25 @@ export class SlidingWindow implements Budget {
   }
 
   /**
-   * Seconds until one more event fits: within this window once enough of the
-   * previous one has slid out, else in the next window.
+   * Seconds until `need` more events fit (one: a refusal's retry_after):
+   * within this window once enough of the previous one has slid out, else in
+   * the next window.
    */
-  private retryAfter(previous: number, current: number, elapsed: number, windowMs: number): number {
+  private retryAfter(
+    previous: number,
+    current: number,
+    elapsed: number,
+    windowMs: number,
+    need = 1,
+  ): number {
     const windowSeconds = windowMs / 1000;
-    if (current + 1 <= this.limit) {
-      // previous * (1 - f) + current + 1 <= limit  <=>  f >= 1 - (limit - current - 1) / previous
-      const f = 1 - (this.limit - current - 1) / previous;
+    if (current + need <= this.limit) {
+      // previous * (1 - f) + current + need <= limit  <=>  f >= 1 - (limit - current - need) / previous
+      const f = 1 - (this.limit - current - need) / previous;
       return Math.max(1, Math.ceil((f - elapsed) * windowSeconds));
     }
     const untilNext = (1 - elapsed) * windowSeconds;
-    const f = current > 0 ? Math.max(0, 1 - (this.limit - 1) / current) : 0;
+    const f = current > 0 ? Math.max(0, 1 - (this.limit - need) / current) : 0;
     return Math.max(1, Math.ceil(untilNext + f * windowSeconds));
   }
 
@@ -84,6 +93,20 @@ export class SlidingWindow implements Budget {
         return {
           ok: false,
           retryAfterSeconds: this.retryAfter(previous, current - 1, elapsed, windowMs),
+        };
+      },
+      usage: (current, previousText) => {
+        const previous = Number(previousText ?? 0);
+        const remaining = Math.max(
+          0,
+          Math.floor(this.limit - this.estimate(previous, current, elapsed)),
+        );
+        // Until one more comes back; when none is left, that is when the next fits.
+        return {
+          quota: this.limit,
+          windowSeconds: this.windowSeconds,
+          remaining,
+          resetSeconds: this.retryAfter(previous, current, elapsed, windowMs, remaining + 1),
         };
       },
     };
@@ -110,9 +133,19 @@ export class SlidingWindow implements Budget {
     const verdict = prepared.judge(current, previous);
     if (!verdict.ok) {
       await this.refund(prepared);
-      return verdict;
+      const usage = {
+        quota: this.limit,
+        windowSeconds: this.windowSeconds,
+        remaining: 0,
+        resetSeconds: verdict.retryAfterSeconds,
+      };
+      return { ...verdict, usage };
     }
     // The very key counted, even if the window has moved on since.
-    return { ok: true, giveBack: () => this.refund(prepared) };
+    return {
+      ok: true,
+      giveBack: () => this.refund(prepared),
+      usage: prepared.usage(current, previous),
+    };
   }
 }

@@ -1,13 +1,16 @@
 import { isIPv6 } from 'node:net';
+import type { RegionBudgets } from '../config.js';
 import type { Clock } from '../lib/clock.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
-import type {
-  Budget,
-  LimitVerdict,
-  Reservation,
-  SendLimit,
-  SendLimiter,
-  Taken,
+import {
+  type Budget,
+  givenBack,
+  type LimitState,
+  type LimitVerdict,
+  type Reservation,
+  type SendLimit,
+  type SendLimiter,
+  type Taken,
 } from './send-limiter.js';
 import { SlidingLog } from './sliding-log.js';
 import { SlidingWindow } from './sliding-window.js';
@@ -17,11 +20,19 @@ export type SendLimits = {
   maxPerPhonePerHour: number;
   maxPerIpPerHour: number;
   smsMaxPerHour: number;
+  /** Messages sent per hour to the numbers of each region (SMS_MAX_PER_REGION_PER_HOUR). */
+  smsPerRegionPerHour?: RegionBudgets;
   /** Verifications per client (IP, or IPv6 /64) per hour (0: no cap). */
   maxVerifyPerIpPerHour: number;
 };
 
 const HOUR_SECONDS = 3600;
+
+/** The subject of numbers of no region (+800, +882…): libphonenumber's code for non-geographic entities. */
+const NON_GEOGRAPHIC = '001';
+
+/** Told each time a region's budget refuses a message: where logs, metrics and audit hook in. */
+export type RegionBudgetHit = (region: string, limit: number) => void;
 
 /**
  * Clients on IPv6 usually own a whole /64, so one client is one /64: otherwise
@@ -60,11 +71,15 @@ export class StoreSendLimiter implements SendLimiter {
   private readonly perIp: SlidingWindow;
   private readonly global: SlidingWindow;
   private readonly verifyPerIp: SlidingWindow;
+  /** A budget per listed region, and one shape for each region not listed (none: no budget). */
+  private readonly perRegion = new Map<string, SlidingWindow>();
+  private readonly perOtherRegion: SlidingWindow | undefined;
 
   constructor(
     private readonly store: KeyValueStore,
     private readonly clock: Clock,
     private readonly limits: SendLimits,
+    private readonly onRegionBudgetHit: RegionBudgetHit = () => {},
   ) {
     this.perPhone = new SlidingLog(store, clock, 'phone', limits.maxPerPhonePerHour, HOUR_SECONDS);
     this.perIp = new SlidingWindow(store, clock, 'ip', limits.maxPerIpPerHour, HOUR_SECONDS);
@@ -75,6 +90,29 @@ export class StoreSendLimiter implements SendLimiter {
       'verify-ip',
       limits.maxVerifyPerIpPerHour,
       HOUR_SECONDS,
+    );
+    const regionWindow = (limit: number) =>
+      new SlidingWindow(store, clock, 'sms-region', limit, HOUR_SECONDS);
+    const { regions = {}, others = 0 } = limits.smsPerRegionPerHour ?? {};
+    for (const [region, limit] of Object.entries(regions))
+      this.perRegion.set(region, regionWindow(limit));
+    this.perOtherRegion = others > 0 ? regionWindow(others) : undefined;
+  }
+
+  /**
+   * Each region has its own budget (a `*` entry gives every region not listed
+   * one of that size), so that pumping one country's premium numbers stops
+   * that country only; the global budget still bounds them all together.
+   */
+  private regionBudget(region: string): Budget | undefined {
+    return this.perRegion.get(region) ?? this.perOtherRegion;
+  }
+
+  private regionLimit(region: string): number {
+    return (
+      this.limits.smsPerRegionPerHour?.regions[region] ??
+      this.limits.smsPerRegionPerHour?.others ??
+      0
     );
   }
 
@@ -109,31 +147,63 @@ export class StoreSendLimiter implements SendLimiter {
     return { verdict: { ok: false, retryAfterSeconds: 1 } };
   }
 
-  async reserve(phoneNumber: string, clientIp: string): Promise<Reservation> {
+  async reserve(
+    phoneNumber: string,
+    clientIp: string,
+    region: string | undefined,
+  ): Promise<Reservation> {
     const cooldown = await this.takeCooldown(phoneNumber);
-    if (!cooldown.verdict.ok) return { ...cooldown.verdict, limit: 'cooldown' };
+    const cooldownState = (resetSeconds: number): LimitState => ({
+      name: 'cooldown',
+      quota: 1,
+      windowSeconds: this.limits.resendCooldownSeconds,
+      remaining: 0,
+      resetSeconds,
+    });
+    if (!cooldown.verdict.ok) {
+      const { retryAfterSeconds } = cooldown.verdict;
+      return {
+        ok: false,
+        limit: 'cooldown',
+        retryAfterSeconds,
+        limits: [cooldownState(retryAfterSeconds)],
+      };
+    }
     const ofNumber: (() => Promise<unknown>)[] = [];
+    // What was checked, and whether `release` gives it back.
+    const checked: [LimitState, boolean][] = [];
     if (cooldown.marker) {
       const marker = cooldown.marker;
       ofNumber.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
+      checked.push([cooldownState(this.limits.resendCooldownSeconds), true]);
     }
     const undo = [...ofNumber];
+    const regionSubject = region ?? NON_GEOGRAPHIC;
+    const ofRegion = this.regionBudget(regionSubject);
     const steps: [Budget, string, SendLimit][] = [
       [this.perPhone, phoneNumber, 'phone'],
       [this.perIp, clientKey(clientIp), 'ip'],
+      ...(ofRegion ? [[ofRegion, regionSubject, 'region'] as [Budget, string, SendLimit]] : []),
       [this.global, 'all', 'global'],
     ];
     for (const [budget, subject, limit] of steps) {
       const taken = await budget.take(subject);
       if (!taken.ok) {
         await Promise.all(undo.map((u) => u()));
-        return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds };
+        if (limit === 'region')
+          this.onRegionBudgetHit(regionSubject, this.regionLimit(regionSubject));
+        // The refusing limit is the one closest to being hit: the others had room.
+        const refused = { ...taken.usage, name: limit };
+        return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds, limits: [refused] };
       }
       undo.push(taken.giveBack);
       if (limit === 'phone') ofNumber.push(taken.giveBack);
+      if (taken.usage) checked.push([{ ...taken.usage, name: limit }, limit === 'phone']);
     }
     return {
       ok: true,
+      limits: checked.map(([state]) => state),
+      limitsIfReleased: checked.map(([state, released]) => (released ? givenBack(state) : state)),
       release: async () => {
         await Promise.all(ofNumber.map((u) => u()));
       },

@@ -84,7 +84,10 @@ export type Counter = { key: string; ttlSeconds: number };
 /** A sliding log for `addToLog`: its key, and at most `limit` events in any `windowSeconds`. */
 export type LogLimit = { key: string; limit: number; windowSeconds: number };
 
-export type LogAdded = { ok: true; id: string } | { ok: false; retryAfterMs: number };
+/** `held`: events in the window once this one is added; `oldestAtMs`: the time of the oldest of them. */
+export type LogAdded =
+  | { ok: true; id: string; held: number; oldestAtMs: number }
+  | { ok: false; retryAfterMs: number };
 
 /** What `guess` guesses at, and the budgets it counts in. */
 export type Guess = {

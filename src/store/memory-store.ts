@@ -108,7 +108,8 @@ export class MemoryStore implements KeyValueStore {
     const events = this.eventsOf(log, nowMs);
     const retryAfterMs = this.logWait(log, events, nowMs);
     if (retryAfterMs !== null) return { ok: false, retryAfterMs };
-    return { ok: true, id: this.logEvent(log, events, nowMs) };
+    const id = this.logEvent(log, events, nowMs);
+    return { ok: true, id, held: events.length, oldestAtMs: (events[0] as LogEvent).atMs };
   }
 
   async removeFromLog(key: string, id: string): Promise<void> {

@@ -52,13 +52,14 @@ const LOG_ADD = (key: string, now: string, window: string, id: string) => `
 redis.call('ZADD', ${key}, ${now}, ${id})
 redis.call('PEXPIRE', ${key}, ${window})`;
 // KEYS[1]: the log. ARGV: now (ms), window (ms), limit, the new event's id.
-// Returns 0 when added, else the ms to wait.
+// Returns {ms to wait} when full, else {0, events held, the oldest one's time}.
 const ADD_TO_LOG = script(`
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 ${LOG_WAIT('KEYS[1]', 'now', 'window', 'limit')}
-if wait then return wait end
+if wait then return {wait} end
 ${LOG_ADD('KEYS[1]', 'now', 'window', 'ARGV[4]')}
-return 0`);
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, held + 1, oldest[2]}`);
 // KEYS: the record, its attempts, and the failures log if any. ARGV: prefix,
 // max attempts, now (ms), and for a log: window (ms), limit, the failure's id.
 const GUESS = script(`
@@ -357,10 +358,13 @@ export class RedisStore implements KeyValueStore {
   addToLog(log: LogLimit, nowMs: number): Promise<LogAdded> {
     return this.run(async () => {
       const id = this.eventId();
-      const wait = Number(
-        await this.script(ADD_TO_LOG, [log.key], [nowMs, log.windowSeconds * 1000, log.limit, id]),
-      );
-      return wait > 0 ? { ok: false, retryAfterMs: wait } : { ok: true, id };
+      const [wait, held, oldestAtMs] = (await this.script(
+        ADD_TO_LOG,
+        [log.key],
+        [nowMs, log.windowSeconds * 1000, log.limit, id],
+      )) as [number, number?, string?];
+      if (wait > 0) return { ok: false, retryAfterMs: wait };
+      return { ok: true, id, held: Number(held), oldestAtMs: Number(oldestAtMs) };
     });
   }
 

@@ -168,6 +168,8 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     for (let i = 1; i <= 3; i++)
       expect((await requestCode(t, nextPhone(), `2001:db8:1:2::${i}`)).statusCode).toBe(200);
     expectLimited(await requestCode(t, nextPhone(), '2001:db8:1:2:ffff::9'));
+    expectLimited(await requestCode(t, nextPhone(), '2001:DB8:0001:0002:0:0:0:a'));
+    expect((await requestCode(t, nextPhone(), '2001:db8:1:3::1')).statusCode).toBe(200);
 
     const proxied = await make({ OTP_MAX_PER_IP_PER_HOUR: '3', TRUST_PROXY: 'true' });
     for (let i = 0; i < 3; i++) {
@@ -193,6 +195,48 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     expect(t.sms.sent).toHaveLength(3);
     t.clock.advance(2 * 3600);
     expect((await requestCode(t, nextPhone(), '192.0.2.99')).statusCode).toBe(200);
+  });
+
+  it('per-country SMS budget: over it, that country gets 429 while others go on, on every instance', async () => {
+    const env = {
+      SMS_MAX_PER_REGION_PER_HOUR: 'KZ:2,*:1',
+      SMS_MAX_PER_HOUR: '7',
+      OTP_MAX_PER_PHONE_PER_HOUR: '1',
+    };
+    const t = await make(env);
+    const other = await make(env, t);
+    const kz = (i: number) => `+7701234567${i}`;
+    const regionRefusal =
+      'Too many codes are being sent to numbers of this country. Try again later.';
+    expect((await requestCode(t, kz(0))).statusCode).toBe(200);
+    // A failed send counts for the country, as for the global budget: a provider call was made.
+    t.sms.failing = true;
+    expect((await requestCode(other, kz(1))).statusCode).toBe(502);
+    t.sms.failing = false;
+    const retryAfter = expectLimited(await requestCode(other, kz(2)), regionRefusal);
+    expect(retryAfter).toBeGreaterThan(3000);
+    expectLimited(await requestCode(t, kz(3)), regionRefusal);
+    // `*` gives each country not listed a budget of its own.
+    expect((await requestCode(t, nextPhone())).statusCode).toBe(200);
+    expectLimited(await requestCode(other, nextPhone()), regionRefusal);
+    expect((await requestCode(other, '+375291234567')).statusCode).toBe(200);
+    // The refusals took nothing from the global budget of 7 (three sends and a failure so far)...
+    expect((await requestCode(t, '+998901234567')).statusCode).toBe(200);
+    expect((await requestCode(t, '+380501234567')).statusCode).toBe(200);
+    expect((await requestCode(t, '+995555123456')).statusCode).toBe(200);
+    expectLimited(await requestCode(t, '+37491123456'));
+    // ...nor from the refused number: once the country's hour is over, it is sent at once.
+    t.clock.advance(2 * 3600);
+    expect((await requestCode(t, kz(2))).statusCode).toBe(200);
+    expect(t.sms.sent.map((m) => m.to)).toEqual([
+      kz(0),
+      expect.stringMatching(/^\+7999/),
+      '+375291234567',
+      '+998901234567',
+      '+380501234567',
+      '+995555123456',
+      kz(2),
+    ]);
   });
 
   it('a request refused by one budget costs nothing from the others', async () => {

@@ -230,8 +230,15 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
     const log = { key: 'l:{a}', limit: 3, windowSeconds: 60 };
 
     it('admits `limit` events in any window, exactly, and says when the next one fits', async () => {
-      for (const atMs of [t0, t0 + 10_000, t0 + 20_000])
-        expect(await store.addToLog(log, atMs)).toEqual({ ok: true, id: expect.any(String) });
+      for (const [i, atMs] of [t0, t0 + 10_000, t0 + 20_000].entries()) {
+        // It says how full the log is now, and since when.
+        expect(await store.addToLog(log, atMs)).toEqual({
+          ok: true,
+          id: expect.any(String),
+          held: i + 1,
+          oldestAtMs: t0,
+        });
+      }
       await expectTtl(log.key, 60);
 
       expect(await store.addToLog(log, t0 + 30_000)).toEqual({ ok: false, retryAfterMs: 30_000 });
@@ -240,7 +247,11 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       expect((await store.addToLog(log, t0 + 60_000)).ok).toBe(true);
       expect(await store.addToLog(log, t0 + 60_001)).toEqual({ ok: false, retryAfterMs: 9_999 });
       // A refusal is not an event: the next one fits as soon as the second has slid out.
-      expect((await store.addToLog(log, t0 + 70_000)).ok).toBe(true);
+      expect(await store.addToLog(log, t0 + 70_000)).toMatchObject({
+        ok: true,
+        held: 3,
+        oldestAtMs: t0 + 20_000,
+      });
       // Other logs are their own.
       expect((await store.addToLog({ ...log, key: 'l:{b}' }, t0 + 70_000)).ok).toBe(true);
     });
