@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
+import type { AuditLog } from '../audit/audit-log.js';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { currentUser, requireUser } from './auth-hook.js';
@@ -12,6 +13,7 @@ export type AuthRoutesOptions = {
   otp: OtpService;
   signIns: SignInService;
   sessions: SessionService;
+  audit: AuditLog;
   /** Input as typed -> E.164 under the configured regions. */
   normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
@@ -37,7 +39,8 @@ function tooMany(
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds } = options;
+  const { otp, signIns, sessions, audit, normalizePhone, exposeDevCode, resendCooldownSeconds } =
+    options;
 
   app.post(
     '/api/auth/request-code/',
@@ -80,6 +83,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           'The SMS could not be delivered. Try again later.',
         );
       }
+      await audit.codeSent(phoneNumber, request.ip);
       return {
         success: true as const,
         message: 'Verification code sent to your phone number.',
@@ -118,7 +122,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
-      const result = await signIns.signIn(phoneNumber, code);
+      const result = await signIns.signIn(phoneNumber, code, request.ip);
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -127,6 +131,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               'No valid code for this number. Request a new code.',
             );
           case 'invalid_code':
+            // Only the guess that voids the code is audited: a flood of wrong guesses writes nothing.
+            if (result.attemptsLeft === 0) await audit.codeVoided(phoneNumber, request.ip);
             throw new ApiError('invalid_code', 'Invalid verification code.', {
               attempts_left: result.attemptsLeft,
             });
@@ -163,7 +169,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      await sessions.revoke(request.token as string, currentUser(request).id);
+      const { id } = currentUser(request);
+      await sessions.revoke(request.token as string, id, (tx) =>
+        audit.byUser(tx, 'logout', id, request.ip),
+      );
       return { success: true as const };
     },
   );
@@ -185,7 +194,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const revoked = await sessions.revokeAll(currentUser(request).id);
+      const { id } = currentUser(request);
+      const revoked = await sessions.revokeAll(id, (tx, count) =>
+        audit.byUser(tx, 'logout_all', id, request.ip, { revoked: count }),
+      );
       return { success: true as const, revoked };
     },
   );

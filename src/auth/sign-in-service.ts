@@ -22,11 +22,12 @@ export class SignInService {
     private readonly sessions: SessionService,
   ) {}
 
-  async signIn(phoneNumber: string, code: string): Promise<SignInResult> {
+  /** `clientIp` goes into the sign-in's audit entry, written with the token. */
+  async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
     const verified = await this.otp.verify(phoneNumber, code);
     if (!verified.ok) return verified;
     const { token, stored } = this.sessions.newToken();
-    const { user, isNew } = await this.users.findOrCreate(phoneNumber, stored);
+    const { user, isNew } = await this.users.findOrCreate(phoneNumber, stored, clientIp);
     if (user.isBlocked) return { ok: false, error: 'account_blocked' };
     return {
       ok: true,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
+import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { SessionService } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
@@ -13,7 +14,11 @@ import {
 } from '../http/schemas.js';
 import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
 
-export type ReferralRoutesOptions = { referrals: ReferralService; sessions: SessionService };
+export type ReferralRoutesOptions = {
+  referrals: ReferralService;
+  sessions: SessionService;
+  audit: AuditLog;
+};
 
 const activationMessages: Record<ActivationError, string> = {
   invite_not_found: 'Invite code not found.',
@@ -26,7 +31,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions } = options;
+  const { referrals, sessions, audit } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -96,7 +101,9 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request) => {
       const user = currentUser(request);
-      const result = await referrals.activate(user.id, request.body.invite_code);
+      const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
+        audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
+      );
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
