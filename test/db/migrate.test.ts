@@ -32,7 +32,12 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
       );
       await check.end();
       expect(applied.rows[0].n).toBeGreaterThanOrEqual(1);
-      expect(tables.rows.map((r) => r.table_name)).toEqual(['api_tokens', 'users']);
+      expect(tables.rows.map((r) => r.table_name)).toEqual([
+        'api_tokens',
+        'audit_log',
+        'user_totals',
+        'users',
+      ]);
       // Running again is a no-op.
       await instances[0]?.migrate();
     } finally {
