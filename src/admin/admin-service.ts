@@ -166,9 +166,11 @@ export class AdminService {
 
   /**
    * Users matching `terms` (all users when absent), by join time, a page
-   * after `after`. Each condition is an index lookup; the page walks the
-   * (created_at, id) index from the cursor, so pages never skip or repeat a
-   * user. The total of all users comes from user_totals, not a count(*).
+   * after `after`. Each search condition is an index lookup, and the few
+   * matches are sorted; without a search the page walks the (created_at, id)
+   * index from the cursor. Either way the position is (join time, id), so
+   * pages never skip or repeat a user. The total of all users comes from
+   * user_totals, not a count(*).
    */
   async searchUsers(options: {
     terms: SearchTerms | undefined;
@@ -192,13 +194,18 @@ export class AdminService {
       ? sql`(created_at, id) ${sql.raw(ascending ? '>' : '<')}
           (timestamptz 'epoch' + ${after.joinedAtMicros}::bigint * interval '1 microsecond', ${after.id}::bigint)`
       : undefined;
-    const conditions = [match, position].filter((c): c is SQL => c !== undefined);
-    const where = conditions.length > 0 ? sql`where ${sql.join(conditions, sql` and `)}` : sql``;
+    const fromCursor = position ? sql`where ${position}` : sql``;
     const order = sql.raw(ascending ? 'created_at, id' : 'created_at desc, id desc');
+    const limited = sql`order by ${order} limit ${limit + 1}`;
     const [page, counted] = await Promise.all([
-      this.db.execute(
-        sql`select ${USER_COLUMNS} from users ${where} order by ${order} limit ${limit + 1}`,
-      ),
+      match
+        ? // The matches first, then their order: left to itself the planner may
+          // misjudge how many numbers end in some digits and walk the whole
+          // join-date index instead (300 ms at a million users, against 1 ms).
+          this.db.execute(sql`
+            with matched as materialized (select ${USER_COLUMNS} from users where ${match})
+            select * from matched ${fromCursor} ${limited}`)
+        : this.db.execute(sql`select ${USER_COLUMNS} from users ${fromCursor} ${limited}`),
       match
         ? this.db.execute(sql`select count(*)::int as count from users where ${match}`)
         : this.db.execute(sql`select coalesce(sum(users), 0)::bigint as count from user_totals`),
