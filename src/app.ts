@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import AjvCompiler from '@fastify/ajv-compiler';
 import cors from '@fastify/cors';
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
@@ -6,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  LogController,
   type RawServerDefault,
 } from 'fastify';
 import { adminRoutes } from './admin/admin-routes.js';
@@ -19,12 +21,20 @@ import { SessionService } from './auth/session-service.js';
 import { SignInService } from './auth/sign-in-service.js';
 import { UserService } from './auth/user-service.js';
 import { UserVersions } from './cache/user-versions.js';
+import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
 import { docsRoutes } from './http/docs-routes.js';
-import { errorHandler } from './http/error-handler.js';
-import { ErrorSchema } from './http/schemas.js';
+import {
+  clientErrorHandler,
+  errorHandler,
+  rawErrorAnswer,
+  writeErrorResponse,
+} from './http/error-handler.js';
+import { describeErrorResponses, ErrorSchema } from './http/schemas.js';
+import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
+import { observeRequests } from './ops/request-observer.js';
 import { referralRoutes } from './referrals/referral-routes.js';
 import { ReferralService } from './referrals/referral-service.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -42,12 +52,70 @@ export type App = FastifyInstance<
 
 export type AppOptions = { limiter?: SendLimiter };
 
+/**
+ * A socket with no traffic either way for this long, while a request is read,
+ * handled or answered, is closed: longer than any wait of the service itself
+ * (the longest is the SMS provider's, SMS_TIMEOUT_MS, at most 60 s), so only a
+ * client that stops reading its answer meets it.
+ */
+const SOCKET_IDLE_TIMEOUT_MS = 120_000;
+/** How often Node checks the request timeout (its default, 30 s, would add up to that much). */
+const REQUEST_TIMEOUT_CHECK_MS = 1000;
+
+/**
+ * Request bodies are validated as sent: a number or an array where the API
+ * takes a string is a validation_error, as the reference (DRF) answers and the
+ * README says. Query strings are text by nature, so `limit=10` is still read as
+ * a number there; form bodies hold strings anyway. Both compilers are Fastify's
+ * own, with the same options otherwise (removeAdditional, allErrors).
+ */
+function buildValidator(): AjvCompiler.BuildCompilerFromPool {
+  const fromPool = AjvCompiler();
+  return (externalSchemas, options) => {
+    const coercing = fromPool(externalSchemas, options);
+    // `mode: undefined`: Ajv proper, not its JTD variant (which has no coerceTypes).
+    const customOptions = { ...options?.customOptions, coerceTypes: false } as const;
+    const strict = fromPool(externalSchemas, { ...options, mode: undefined, customOptions });
+    return (route) => (route.httpPart === 'body' ? strict : coercing)(route);
+  };
+}
+
+/**
+ * Fastify's trustProxy for TRUST_PROXY. Fastify refuses a bare hop count
+ * (it trusts nothing then), so a count is a function: the socket's peer and
+ * the entries the next proxies appended are believed, and the client is the
+ * entry before them. Nothing checks who those proxies are: a count is right
+ * only when the service cannot be reached except through them.
+ */
+function trustProxyOption(
+  trust: Config['trustProxy'],
+): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust !== 'number') return trust;
+  const hops = trust;
+  return (_address, hop) => hop < hops;
+}
+
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
-  const { config, logger, clock, random, database, store, sms } = deps;
+  const { config, logger, clock, random, database, store, metrics } = deps;
+  const sms = meteredSmsSender(deps.sms, metrics);
+  // The whole request, headers and body, must arrive within this: a client
+  // that stalls mid-body (or mid-headers) no longer holds its connection, and
+  // a file descriptor, for ever. Bodies are 16 KiB at most.
+  const requestTimeoutMs = config.REQUEST_TIMEOUT_SECONDS * 1000;
   const app = Fastify({
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
+    connectionTimeout: SOCKET_IDLE_TIMEOUT_MS,
+    http: {
+      requestTimeout: requestTimeoutMs,
+      headersTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: REQUEST_TIMEOUT_CHECK_MS,
+    },
     loggerInstance: logger as FastifyBaseLogger,
+    // One line per request instead of two, written by observeRequests.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
-    trustProxy: config.TRUST_PROXY,
+    trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     requestIdHeader: 'x-request-id',
     // A per-process random prefix and a counter: unique across instances, and
@@ -57,9 +125,24 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
       let next = 0;
       return () => `${prefix}-${(next++).toString(36)}`;
     })(),
-    return503OnClosing: true,
+    // Requests that reach a route while the server drains are served as usual,
+    // with Connection: close (below); Fastify's own 503 would not be our body.
+    return503OnClosing: false,
+    // Protocol-level refusals answer with the standard body too.
+    frameworkErrors: errorHandler,
+    clientErrorHandler,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: true } },
+    schemaController: { compilersFactory: { buildValidator: buildValidator() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Node answers these itself, before any route, unless told otherwise: an
+  // Expect other than 100-continue (417), and CONNECT (the socket was dropped).
+  app.server.on('checkExpectation', (_request, response) => {
+    writeErrorResponse(response, 'expectation_failed', 'Only "Expect: 100-continue" is supported.');
+  });
+  app.server.on('connect', (_request, socket) => {
+    socket.end(rawErrorAnswer('method_not_allowed', 'Method CONNECT is not allowed.'));
+  });
 
   // On shutdown, answers still in flight ask their clients to close the
   // connection, so keep-alive sockets do not hold the close open until timeout.
@@ -81,6 +164,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     if (writeAtTurnEnd) setImmediate(done, null, payload);
     else done(null, payload);
   });
+
+  app.addHook('onResponse', observeRequests(metrics));
 
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
@@ -156,6 +241,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
         { name: 'admin', description: 'Staff only: users, blocking, totals, audit log' },
       ],
     },
+    transform: describeErrorResponses(BODY_LIMIT_BYTES),
     refResolver: {
       buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`),
     },
@@ -165,12 +251,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   const phonePolicy = {
     defaultRegion: config.DEFAULT_PHONE_REGION,
     allowedRegions: config.allowedRegions,
+    deniedRegions: config.deniedRegions,
+    allowNonMobile: config.PHONE_ALLOW_NON_MOBILE,
   };
   const testCodes = new Map<string, string>();
   for (const { phone, code } of config.testPhones) {
     const normalized = normalizePhone(phone, {
       defaultRegion: config.DEFAULT_PHONE_REGION,
       allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
     });
     if (!normalized.ok)
       throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
@@ -199,17 +289,24 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
 
   const audit = new AuditLog(database, clock, logger);
 
-  await app.register(opsRoutes, { database, store });
+  await app.register(opsRoutes, {
+    database,
+    store,
+    metrics,
+    metricsToken: config.METRICS_TOKEN,
+  });
   await app.register(authRoutes, {
-    otp,
     signIns: new SignInService(otp, users, sessions),
     sessions,
     audit,
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
+    captcha: deps.captcha,
+    metrics,
+    smsProvider: sms.name,
   });
-  await app.register(referralRoutes, { referrals, sessions, audit });
+  await app.register(referralRoutes, { referrals, sessions, metrics, audit });
   await app.register(adminRoutes, {
     admin: new AdminService(database, clock, sessions, users, audit),
     audit,
@@ -217,6 +314,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     normalizePhone: phoneNormalizer({
       defaultRegion: config.DEFAULT_PHONE_REGION,
       allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
     }),
   });
   await app.register(docsRoutes);

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { isSupportedCountry } from 'libphonenumber-js/max';
@@ -25,6 +26,18 @@ export const ConfigSchema = Type.Object({
   ),
   PORT: Int(0, 65535, 8000, 'port to listen on'),
   HOST: Str('127.0.0.1', 'address to listen on'),
+  REQUEST_TIMEOUT_SECONDS: Int(
+    1,
+    600,
+    10,
+    'a client has this long to send a whole request, headers and body; then 408 and the connection is closed',
+  ),
+  KEEP_ALIVE_TIMEOUT_SECONDS: Int(
+    1,
+    3600,
+    75,
+    'an idle keep-alive connection is closed after this; behind a load balancer, set it above the balancer idle timeout',
+  ),
   DATABASE_URL: OptStr('postgres://… for PostgreSQL, memory:// for a throwaway PGlite'),
   DATA_DIR: Str('./data', 'embedded database files (PGlite) when DATABASE_URL is unset'),
   DATABASE_POOL_SIZE: Int(1, 1000, 10, 'PostgreSQL connections per instance'),
@@ -35,6 +48,18 @@ export const ConfigSchema = Type.Object({
     'tokens and profiles each instance keeps in memory, coherent across instances (0: off)',
   ),
   REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
+  STARTUP_TIMEOUT_SECONDS: Int(
+    0,
+    3600,
+    30,
+    'how long start-up retries PostgreSQL and Redis before giving up (0: one try)',
+  ),
+  SHUTDOWN_TIMEOUT_SECONDS: Int(
+    1,
+    3600,
+    10,
+    'how long SIGTERM waits for in-flight work before the process exits anyway',
+  ),
   SECRET_KEY: OptStr('keys the HMAC of stored one-time codes; 32+ random characters'),
   SMS_PROVIDER: Type.Union(
     [
@@ -73,14 +98,39 @@ export const ConfigSchema = Type.Object({
     25,
     'wrong guesses per number per hour, across codes (0: off)',
   ),
+  OTP_MAX_VERIFY_PER_IP_PER_HOUR: Int(
+    0,
+    1_000_000,
+    300,
+    'code verifications per client IP (IPv6: per /64) per hour, sign-ins not counted (0: off)',
+  ),
   SMS_MAX_PER_HOUR: Int(0, 100_000_000, 1000, 'global budget of SMS sent per hour (0: off)'),
   PHONE_ALLOWED_REGIONS: Str('', 'comma-separated ISO regions, e.g. RU,BY,KZ; empty: all'),
+  PHONE_DENIED_REGIONS: Str('', 'comma-separated ISO regions refused even if allowed, e.g. XX,YY'),
+  PHONE_ALLOW_NON_MOBILE: Bool(
+    false,
+    'accept fixed-line, VoIP, toll-free, premium-rate and other non-mobile numbers',
+  ),
+  CAPTCHA_PROVIDER: Type.Union(
+    [Type.Literal('none'), Type.Literal('turnstile'), Type.Literal('hcaptcha')],
+    {
+      default: 'none',
+      description: 'none | turnstile | hcaptcha: required on request-code when set',
+    },
+  ),
+  CAPTCHA_SITE_KEY: OptStr('public site key the web UI renders the widget with'),
+  CAPTCHA_SECRET: OptStr('secret key of the CAPTCHA provider'),
+  CAPTCHA_VERIFY_URL: OptStr("server-side verify endpoint (default: the provider's)"),
   TEST_PHONE_NUMBERS: Str('', '+79990000001:1234,…: fixed codes, no SMS, no send caps'),
   ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
   TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),
   DEFAULT_PHONE_REGION: Str('RU', 'region for numbers written without +'),
-  TRUST_PROXY: Bool(false, 'take the client IP from X-Forwarded-For'),
+  TRUST_PROXY: Str(
+    'false',
+    'false | true (one proxy) | the number of proxies in front | comma-separated proxy addresses or CIDRs',
+  ),
   CORS_ORIGINS: Str('', 'comma-separated allowed origins'),
+  METRICS_TOKEN: OptStr('when set, GET /metrics requires Authorization: Bearer <token>'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'fatal | error | warn | info | debug | trace | silent' },
@@ -96,9 +146,12 @@ export type Config = RawConfig & {
   secretKey: string;
   usesDevelopmentSecret: boolean;
   allowedRegions: string[];
+  deniedRegions: string[];
   corsOrigins: string[];
   /** Raw TEST_PHONE_NUMBERS entries; numbers are normalised when the app is built. */
   testPhones: TestPhone[];
+  /** TRUST_PROXY read: off, a number of proxy hops, or the proxies' addresses (Fastify's trustProxy). */
+  trustProxy: false | number | string[];
 };
 
 export class ConfigError extends Error {
@@ -150,6 +203,44 @@ function parseList(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+const PROXY_ADDRESS_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_ADDRESS_NAMES.includes(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Which X-Forwarded-For entries to believe. A proxy appends the address it
+ * saw, so only the entries added by your own proxies are true; whatever the
+ * client sent comes before them. `true` is one proxy: the client is the
+ * right-most entry, not the left-most one (a client can write anything
+ * there). A number is that many proxies; addresses or CIDRs name the proxies,
+ * and the client is the right-most entry not among them.
+ */
+function parseTrustProxy(text: string): { value: false | number | string[] } | { problem: string } {
+  const lower = text.toLowerCase();
+  if (['false', 'no', 'off', '0'].includes(lower)) return { value: false };
+  if (['true', 'yes', 'on'].includes(lower)) return { value: 1 };
+  const expected =
+    'it must be false, true (one proxy), the number of proxies in front (1-100), or comma-separated proxy addresses or CIDRs (e.g. 10.0.0.0/8)';
+  if (/^\d+$/.test(lower)) {
+    const hops = Number(lower);
+    return hops <= 100 ? { value: hops } : { problem: `TRUST_PROXY is ${hops}; ${expected}` };
+  }
+  const entries = parseList(text);
+  const wrong = entries.find((entry) => !isProxyAddress(entry));
+  if (entries.length === 0 || (wrong !== undefined && entries.length === 1))
+    return { problem: `TRUST_PROXY is ${JSON.stringify(text)}; ${expected}` };
+  if (wrong !== undefined)
+    return { problem: `TRUST_PROXY entry "${wrong}" is not an IP address or CIDR; ${expected}` };
+  return { value: entries };
+}
+
 /**
  * Validates the environment once, at boot. Any problem throws a ConfigError
  * whose message names each offending variable and what is wrong with it.
@@ -184,10 +275,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const raw = withDefaults as RawConfig;
   const production = raw.NODE_ENV === 'production';
 
-  const allowedRegions = parseList(raw.PHONE_ALLOWED_REGIONS).map((r) => r.toUpperCase());
-  for (const region of allowedRegions) {
-    if (!isSupportedCountry(region)) {
-      problems.push(`PHONE_ALLOWED_REGIONS contains "${region}", which is not an ISO 3166 region`);
+  const regionList = (name: 'PHONE_ALLOWED_REGIONS' | 'PHONE_DENIED_REGIONS') => {
+    const regions = parseList(raw[name]).map((r) => r.toUpperCase());
+    for (const region of regions) {
+      if (!isSupportedCountry(region)) {
+        problems.push(`${name} contains "${region}", which is not an ISO 3166 region`);
+      }
+    }
+    return regions;
+  };
+  const allowedRegions = regionList('PHONE_ALLOWED_REGIONS');
+  const deniedRegions = regionList('PHONE_DENIED_REGIONS');
+  for (const region of deniedRegions) {
+    if (allowedRegions.includes(region)) {
+      problems.push(`${region} is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS`);
     }
   }
   const defaultRegion = raw.DEFAULT_PHONE_REGION.toUpperCase();
@@ -206,6 +307,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     testPhones.push({ phone: match[1] as string, code: match[2] as string });
   }
+
+  const trustProxy = parseTrustProxy(raw.TRUST_PROXY.trim());
+  if ('problem' in trustProxy) problems.push(trustProxy.problem);
 
   if (raw.SECRET_KEY !== undefined && raw.SECRET_KEY.length < 32) {
     problems.push(
@@ -236,7 +340,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     need(!raw.SMS_WEBHOOK_URL, 'SMS_WEBHOOK_URL', 'when SMS_PROVIDER=webhook');
     need(!raw.SMS_WEBHOOK_SECRET, 'SMS_WEBHOOK_SECRET', 'when SMS_PROVIDER=webhook');
   }
-  for (const name of ['SMS_WEBHOOK_URL', 'TWILIO_API_URL', 'SMSRU_API_URL'] as const) {
+  if (raw.CAPTCHA_PROVIDER !== 'none') {
+    const when = `when CAPTCHA_PROVIDER=${raw.CAPTCHA_PROVIDER}`;
+    need(!raw.CAPTCHA_SITE_KEY, 'CAPTCHA_SITE_KEY', when);
+    need(!raw.CAPTCHA_SECRET, 'CAPTCHA_SECRET', when);
+  }
+  for (const name of [
+    'SMS_WEBHOOK_URL',
+    'TWILIO_API_URL',
+    'SMSRU_API_URL',
+    'CAPTCHA_VERIFY_URL',
+  ] as const) {
     const value = raw[name];
     if (value !== undefined && !isHttpUrl(value)) problems.push(`${name} must be an http(s) URL`);
   }
@@ -265,7 +379,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     secretKey: raw.SECRET_KEY ?? DEVELOPMENT_SECRET,
     usesDevelopmentSecret: raw.SECRET_KEY === undefined,
     allowedRegions,
+    deniedRegions,
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
+    trustProxy: 'value' in trustProxy ? trustProxy.value : false,
   };
 }

@@ -1,8 +1,21 @@
+import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
+import { resolveSecretKey } from './auth/secret-key.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { cryptoRandom, type Random } from './lib/random.js';
+import {
+  type Dependency,
+  describeCause,
+  redactUrl,
+  StartupDeadline,
+  StartupError,
+  secretsOf,
+  waitUntilReachable,
+} from './lib/wait-until-reachable.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
 import type { KeyValueStore } from './store/key-value-store.js';
@@ -17,6 +30,9 @@ export type Deps = {
   database: Database;
   store: KeyValueStore;
   sms: SmsSender;
+  /** Required on request-code when CAPTCHA_PROVIDER is set; null otherwise. */
+  captcha: CaptchaVerifier | null;
+  metrics: Metrics;
 };
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */
@@ -31,24 +47,117 @@ export function createLogger(config: Config): Logger {
   return pino({ level: config.LOG_LEVEL, redact: LOG_REDACT });
 }
 
-/** ioredis is loaded only when Redis is configured: the embedded service starts without it. */
-async function openRedisStore(url: string, logger: Logger): Promise<KeyValueStore> {
-  const { RedisStore } = await import('./store/redis-store.js');
-  return RedisStore.connect({ url, logger });
+/** The database as an operator configured it, for start-up messages. */
+function databaseDependency(config: Config): Dependency {
+  const url = config.DATABASE_URL;
+  if (url?.startsWith('postgres')) {
+    return {
+      variable: 'DATABASE_URL',
+      description: `PostgreSQL at ${redactUrl(url)}`,
+      secrets: secretsOf(url),
+    };
+  }
+  if (url !== undefined) {
+    return { variable: 'DATABASE_URL', description: 'the in-memory database', secrets: [] };
+  }
+  return {
+    variable: 'DATA_DIR',
+    description: `the embedded database in ${resolve(config.DATA_DIR)}`,
+    secrets: [],
+  };
 }
 
-export async function createDeps(config: Config, logger = createLogger(config)): Promise<Deps> {
-  const clock = systemClock;
+/**
+ * Opens the configured database, waiting for PostgreSQL to answer until the
+ * deadline (StartupError past it). An embedded DATA_DIR held by another
+ * process is refused at once (DataDirLockError). Used by the service and by
+ * every command that opens its database (`npm run migrate`).
+ */
+export async function openDatabaseWhenReachable(
+  config: Config,
+  logger: Logger,
+  deadline = new StartupDeadline(config.STARTUP_TIMEOUT_SECONDS),
+): Promise<Database> {
   const database = await openDatabase({
     url: config.DATABASE_URL,
     dataDir: config.DATA_DIR,
     poolSize: config.DATABASE_POOL_SIZE,
     logger,
   });
+  if (database.kind !== 'postgres') return database;
+  try {
+    await waitUntilReachable(databaseDependency(config), () => database.ping(), {
+      deadline,
+      logger,
+    });
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  return database;
+}
+
+/** Applies pending migrations; answers how many. A failure is a StartupError naming the database. */
+export async function migrateDatabase(database: Database, config: Config): Promise<number> {
+  try {
+    return await database.migrate();
+  } catch (error) {
+    const { variable, description, secrets } = databaseDependency(config);
+    throw new StartupError(
+      `${variable}: migrating ${description} failed: ${describeCause(error, secrets)}`,
+    );
+  }
+}
+
+/**
+ * Connects to Redis, waiting for it to answer until the deadline. ioredis is
+ * loaded only when Redis is configured: the embedded service starts without it.
+ */
+async function openRedisStoreWhenReachable(
+  url: string,
+  logger: Logger,
+  deadline: StartupDeadline,
+): Promise<KeyValueStore> {
+  const [{ RedisStore }, { pingRedis }] = await Promise.all([
+    import('./store/redis-store.js'),
+    import('./store/redis-ping.js'),
+  ]);
+  const seeds = url.split(',').map((seed) => seed.trim());
+  const dependency: Dependency = {
+    variable: 'REDIS_URL',
+    description: `Redis at ${seeds.map(redactUrl).join(',')}`,
+    secrets: seeds.flatMap(secretsOf),
+  };
+  return waitUntilReachable(
+    dependency,
+    async () => {
+      await pingRedis(url);
+      return RedisStore.connect({ url, logger });
+    },
+    { deadline, logger },
+  );
+}
+
+/**
+ * Opens storage for the service. PostgreSQL and Redis that do not answer yet
+ * are retried for STARTUP_TIMEOUT_SECONDS in all (StartupError past it).
+ */
+export async function createDeps(loaded: Config, logger = createLogger(loaded)): Promise<Deps> {
+  const clock = systemClock;
+  const deadline = new StartupDeadline(loaded.STARTUP_TIMEOUT_SECONDS);
+  const database = await openDatabaseWhenReachable(loaded, logger, deadline);
+  let config: Config;
   let store: KeyValueStore;
   try {
+    // After the database, so that a DATA_DIR is ours (locked) before a key is made in it.
+    config = resolveSecretKey(loaded);
+    if (config.usesDevelopmentSecret) {
+      logger.warn(
+        'SECRET_KEY is not set: using the development-only key, which anyone can read. Set SECRET_KEY.',
+      );
+    }
     store = config.REDIS_URL
-      ? await openRedisStore(config.REDIS_URL, logger)
+      ? await openRedisStoreWhenReachable(config.REDIS_URL, logger, deadline)
       : new MemoryStore(clock);
   } catch (error) {
     await database.close();
@@ -62,6 +171,8 @@ export async function createDeps(config: Config, logger = createLogger(config)):
     database,
     store,
     sms: createSmsSender(config, logger),
+    captcha: createCaptchaVerifier(config),
+    metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
   };
 }
 

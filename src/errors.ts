@@ -4,12 +4,15 @@
  * `attempts_left` for a wrong code and `retry_after` for a 429.
  */
 export const errorStatus = {
+  bad_request: 400,
   validation_error: 400,
   invalid_json: 400,
   invalid_phone: 400,
   invalid_code: 400,
   code_expired: 400,
   invalid_cursor: 400,
+  captcha_required: 400,
+  captcha_invalid: 400,
   invite_not_found: 400,
   invite_own_code: 400,
   invite_already_activated: 400,
@@ -19,13 +22,17 @@ export const errorStatus = {
   forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
+  request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  expectation_failed: 417,
   too_many_attempts: 429,
   rate_limited: 429,
+  headers_too_large: 431,
   internal_error: 500,
   sms_delivery_failed: 502,
   service_unavailable: 503,
+  captcha_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

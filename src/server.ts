@@ -1,38 +1,69 @@
 import closeWithGrace from 'close-with-grace';
-import { buildApp } from './app.js';
+import { type App, buildApp } from './app.js';
 import { createSendLimiter } from './auth/create-send-limiter.js';
-import { ConfigError, loadConfig, loadDotEnv } from './config.js';
-import { closeDeps, createDeps, createLogger } from './deps.js';
+import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
+import { DataDirLockError } from './db/data-dir-lock.js';
+import { closeDeps, createDeps, createLogger, type Deps, migrateDatabase } from './deps.js';
+import { checkCanListen, listenError } from './lib/port-check.js';
+import { StartupError } from './lib/wait-until-reachable.js';
+
+/** Start-up failures the operator can act on: one line on stderr, no stack, exit 1. */
+function exitWith(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
 
 const env = { ...process.env };
 loadDotEnv(env);
-let config: ReturnType<typeof loadConfig>;
+let config: Config;
 try {
   config = loadConfig(env);
 } catch (error) {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`${error.message}\n`);
-    process.exit(1);
-  }
+  if (error instanceof ConfigError) exitWith(error.message);
   throw error;
 }
 
 const logger = createLogger(config);
-if (config.usesDevelopmentSecret) {
-  logger.warn('SECRET_KEY is not set: using a development-only key. Set SECRET_KEY in production.');
+
+let deps: Deps | undefined;
+let app: App | undefined;
+
+// SIGTERM/SIGINT, also while start-up still waits for the database: stop
+// accepting connections, finish in-flight requests, then close storage.
+closeWithGrace(
+  {
+    delay: config.SHUTDOWN_TIMEOUT_SECONDS * 1000,
+    logger,
+    onTimeout: (delayMs) =>
+      logger.error(
+        `not closed within SHUTDOWN_TIMEOUT_SECONDS=${delayMs / 1000}: exiting with what is still in flight`,
+      ),
+  },
+  async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'shutting down after an error');
+    else logger.info({ signal }, 'shutting down');
+    await app?.close();
+    if (deps) await closeDeps(deps);
+    logger.info('stopped');
+  },
+);
+
+try {
+  await checkCanListen(config.HOST, config.PORT);
+  deps = await createDeps(config, logger);
+  const applied = await migrateDatabase(deps.database, config);
+  if (applied > 0) logger.info({ applied }, `applied ${plural(applied, 'migration')}`);
+  app = await buildApp(deps, { limiter: createSendLimiter(deps) });
+  await app.listen({ port: config.PORT, host: config.HOST }).catch((error: unknown) => {
+    throw listenError(error, config.HOST, config.PORT);
+  });
+} catch (error) {
+  if (!(error instanceof StartupError || error instanceof DataDirLockError)) throw error;
+  await app?.close();
+  if (deps) await closeDeps(deps);
+  exitWith(error.message);
 }
-const deps = await createDeps(config, logger);
-await deps.database.migrate();
-const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
 
-// SIGTERM/SIGINT: stop accepting connections, finish in-flight requests, then close storage.
-closeWithGrace({ delay: 10_000, logger }, async ({ err }) => {
-  if (err) logger.error({ err }, 'shutting down after an error');
-  await app.close();
-  await closeDeps(deps);
-});
-
-await app.listen({ port: config.PORT, host: config.HOST });
 logger.info(
   {
     database: deps.database.kind,
@@ -41,3 +72,7 @@ logger.info(
   },
   `listening on http://${config.HOST}:${config.PORT}`,
 );
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}

@@ -55,12 +55,15 @@ describe('loadConfig defaults', () => {
       SMS_MAX_PER_HOUR: 1000,
       TOKEN_TTL_DAYS: 30,
       DEFAULT_PHONE_REGION: 'RU',
-      TRUST_PROXY: false,
+      trustProxy: false,
       SMS_PROVIDER: 'console',
       SMS_CONSOLE_DELAY_MS: 1500,
       LOG_LEVEL: 'info',
       ALLOW_TEST_PHONES: false,
+      PHONE_DENIED_REGIONS: '',
+      PHONE_ALLOW_NON_MOBILE: false,
       allowedRegions: [],
+      deniedRegions: [],
       corsOrigins: [],
       testPhones: [],
       usesDevelopmentSecret: true,
@@ -76,7 +79,7 @@ describe('loadConfig defaults', () => {
 
     expect(config.PORT).toBe(8000);
     expect(config.HOST).toBe('127.0.0.1');
-    expect(config.TRUST_PROXY).toBe(false);
+    expect(config.trustProxy).toBe(false);
     expect(config.DATABASE_URL).toBeUndefined();
   });
 });
@@ -92,11 +95,24 @@ describe('loadConfig parsing', () => {
 
   it('reads booleans written as true/false, 1/0, yes/no, on/off in any case', () => {
     for (const text of ['true', 'TRUE', '1', 'yes', 'On']) {
-      expect(loadConfig({ TRUST_PROXY: text }).TRUST_PROXY).toBe(true);
+      expect(loadConfig({ ALLOW_TEST_PHONES: text }).ALLOW_TEST_PHONES).toBe(true);
     }
     for (const text of ['false', 'False', '0', 'no', 'OFF']) {
-      expect(loadConfig({ TRUST_PROXY: text }).TRUST_PROXY).toBe(false);
+      expect(loadConfig({ ALLOW_TEST_PHONES: text }).ALLOW_TEST_PHONES).toBe(false);
     }
+  });
+
+  it('reads TRUST_PROXY as off, a number of proxies (true is one), or proxy addresses', () => {
+    for (const text of ['false', 'False', '0', 'no', 'OFF']) {
+      expect(loadConfig({ TRUST_PROXY: text }).trustProxy, text).toBe(false);
+    }
+    for (const text of ['true', 'TRUE', '1', 'yes', 'On']) {
+      expect(loadConfig({ TRUST_PROXY: text }).trustProxy, text).toBe(1);
+    }
+    expect(loadConfig({ TRUST_PROXY: ' 2 ' }).trustProxy).toBe(2);
+    expect(
+      loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.0.2.10,2001:db8::/32 , loopback' }).trustProxy,
+    ).toEqual(['10.0.0.0/8', '192.0.2.10', '2001:db8::/32', 'loopback']);
   });
 
   it('splits CORS_ORIGINS on commas, dropping spaces and empty entries', () => {
@@ -135,13 +151,25 @@ describe('loadConfig parsing', () => {
   });
 });
 
+const TRUST_PROXY_EXPECTED =
+  'it must be false, true (one proxy), the number of proxies in front (1-100), or comma-separated proxy addresses or CIDRs (e.g. 10.0.0.0/8)';
+
 describe('loadConfig refuses invalid values, naming the variable', () => {
   const cases: [Env, string][] = [
     [{ PORT: 'abc' }, 'PORT is "abc"; it must be a whole number from 0 to 65535'],
     [{ PORT: '70000' }, 'PORT is 70000; it must be a whole number from 0 to 65535'],
     [{ PORT: '80.5' }, 'PORT is "80.5"; it must be a whole number from 0 to 65535'],
     [{ OTP_LENGTH: '2' }, 'OTP_LENGTH is 2; it must be a whole number from 4 to 10'],
-    [{ TRUST_PROXY: 'maybe' }, 'TRUST_PROXY is "maybe"; it must be true or false'],
+    [{ TRUST_PROXY: 'maybe' }, `TRUST_PROXY is "maybe"; ${TRUST_PROXY_EXPECTED}`],
+    [{ TRUST_PROXY: '101' }, `TRUST_PROXY is 101; ${TRUST_PROXY_EXPECTED}`],
+    [
+      { TRUST_PROXY: '10.0.0.0/8,10.0.0.300' },
+      `TRUST_PROXY entry "10.0.0.300" is not an IP address or CIDR; ${TRUST_PROXY_EXPECTED}`,
+    ],
+    [
+      { TRUST_PROXY: '10.0.0.0/33,::1' },
+      `TRUST_PROXY entry "10.0.0.0/33" is not an IP address or CIDR; ${TRUST_PROXY_EXPECTED}`,
+    ],
     [
       { SMS_PROVIDER: 'carrier-pigeon' },
       'SMS_PROVIDER is "carrier-pigeon"; it must be one of: console, twilio, smsru, webhook',
@@ -163,6 +191,14 @@ describe('loadConfig refuses invalid values, naming the variable', () => {
     [
       { PHONE_ALLOWED_REGIONS: 'RU,XX' },
       'PHONE_ALLOWED_REGIONS contains "XX", which is not an ISO 3166 region',
+    ],
+    [
+      { PHONE_DENIED_REGIONS: 'KZ,QQ' },
+      'PHONE_DENIED_REGIONS contains "QQ", which is not an ISO 3166 region',
+    ],
+    [
+      { PHONE_ALLOWED_REGIONS: 'RU,KZ', PHONE_DENIED_REGIONS: 'kz' },
+      'KZ is in both PHONE_ALLOWED_REGIONS and PHONE_DENIED_REGIONS',
     ],
     [{ DEFAULT_PHONE_REGION: 'zz' }, 'DEFAULT_PHONE_REGION is "zz", not an ISO 3166 region'],
     [
@@ -204,7 +240,7 @@ describe('loadConfig refuses invalid values, naming the variable', () => {
     expect(problemsOf({ PORT: 'abc', OTP_LENGTH: '2', TRUST_PROXY: 'maybe' })).toEqual([
       'PORT is "abc"; it must be a whole number from 0 to 65535',
       'OTP_LENGTH is 2; it must be a whole number from 4 to 10',
-      'TRUST_PROXY is "maybe"; it must be true or false',
+      `TRUST_PROXY is "maybe"; ${TRUST_PROXY_EXPECTED}`,
     ]);
     expect(
       problemsOf({ DATABASE_URL: 'mysql://x', REDIS_URL: 'http://x', SECRET_KEY: 'short' }),

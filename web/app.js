@@ -6,6 +6,7 @@ import {
   saveLanguage,
   translate,
 } from './i18n.js';
+import { formatPhone } from './phone.js';
 
 /*
  * The whole UI in one module: a small state object, a render() that writes it into the static
@@ -82,6 +83,7 @@ const el = {
     code: $('view-code'),
     profile: $('view-profile'),
   },
+  loadingText: $('loading-text'),
   loadingError: $('loading-error'),
   loadingRetry: /** @type {HTMLButtonElement} */ ($('loading-retry')),
   phoneHeading: $('phone-heading'),
@@ -103,7 +105,7 @@ const el = {
   logoutButton: /** @type {HTMLButtonElement} */ ($('logout-btn')),
   inviteCode: $('invite-code'),
   copyCodeButton: /** @type {HTMLButtonElement} */ ($('copy-code-btn')),
-  shareLink: /** @type {HTMLInputElement} */ ($('share-link')),
+  shareLink: /** @type {HTMLTextAreaElement} */ ($('share-link')),
   copyLinkButton: /** @type {HTMLButtonElement} */ ($('copy-link-btn')),
   shareButton: /** @type {HTMLButtonElement} */ ($('share-btn')),
   activateHeading: $('activate-heading'),
@@ -295,23 +297,26 @@ function renderError(target, message, input) {
 function render() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll('[data-i18n]')) {
-    const key = /** @type {HTMLElement} */ (node).dataset.i18n ?? '';
-    const text = t(key);
-    if (node.textContent !== text) node.textContent = text;
+    renderLabel(/** @type {HTMLElement} */ (node));
   }
   for (const button of document.querySelectorAll('[data-lang]')) {
     const pressed = /** @type {HTMLElement} */ (button).dataset.lang === state.lang;
     button.setAttribute('aria-pressed', String(pressed));
   }
-  const titleKey = state.view === 'loading' ? 'app.loading' : `title.${state.view}`;
+  const loadFailed = Boolean(state.errors.loading);
+  let titleKey = `title.${state.view}`;
+  if (state.view === 'loading') titleKey = loadFailed ? 'title.loadFailed' : 'app.loading';
   document.title = `${t(titleKey)} · ${t('app.name')}`;
 
   for (const [name, view] of Object.entries(el.views)) view.hidden = name !== state.view;
   const status = messageText(state.status);
   if (el.status.textContent !== status) el.status.textContent = status;
 
+  // Once loading has failed, "Loading…" would contradict the error below it.
+  el.loadingText.hidden = loadFailed;
+  el.views.loading.setAttribute('aria-labelledby', loadFailed ? 'loading-error' : 'loading-text');
   renderError(el.loadingError, state.errors.loading);
-  el.loadingRetry.hidden = !state.errors.loading;
+  el.loadingRetry.hidden = !loadFailed;
   renderPhoneView();
   renderCodeView();
   renderProfileView();
@@ -327,7 +332,7 @@ function renderPhoneView() {
 
 function renderCodeView() {
   const pending = state.pending;
-  el.codeLead.textContent = pending ? t('code.lead', { phone: pending.phone }) : '';
+  el.codeLead.textContent = pending ? t('code.lead', { phone: formatPhone(pending.phone) }) : '';
   el.devCode.hidden = !pending?.devCode;
   el.devCodeValue.textContent = pending?.devCode ?? '';
   renderError(el.codeError, state.errors.code, el.codeInput);
@@ -349,7 +354,9 @@ function renderResendTimer() {
 function renderProfileView() {
   const profile = state.profile;
   if (!profile) return;
-  el.profilePhone.textContent = t('profile.signedInAs', { phone: profile.phone_number });
+  el.profilePhone.textContent = t('profile.signedInAs', {
+    phone: formatPhone(profile.phone_number),
+  });
   el.inviteCode.textContent = profile.invite_code;
   el.shareLink.value = shareUrl();
   el.shareButton.hidden = typeof navigator.share !== 'function';
@@ -384,7 +391,7 @@ function renderReferrals() {
       item.tabIndex = -1;
       const phone = document.createElement('span');
       phone.className = 'phone';
-      phone.textContent = referral.phone_number;
+      phone.textContent = formatPhone(referral.phone_number);
       const time = document.createElement('time');
       time.dateTime = referral.activated_at;
       time.textContent = formatDate(referral.activated_at);
@@ -420,14 +427,27 @@ function showView(view, focusTarget) {
 }
 
 /**
- * Marks a button busy while its action runs: a second click is ignored, and the button keeps
- * keyboard focus (a disabled button would lose it).
+ * Writes an element's text from its `data-i18n` key, or, on a busy button, from its
+ * `data-i18n-busy` key ("Sending…").
+ * @param {HTMLElement} node
+ */
+function renderLabel(node) {
+  const busyKey = node.getAttribute('aria-disabled') === 'true' ? node.dataset.i18nBusy : undefined;
+  const text = t(busyKey ?? node.dataset.i18n ?? '');
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/**
+ * Marks a button busy while its action runs: it is announced as unavailable, says what is
+ * happening (with a spinner, see styles.css), and a second click is ignored. It stays focusable:
+ * a `disabled` button would drop keyboard focus to the page.
  * @param {HTMLElement} button
  * @param {boolean} busy
  */
 function setBusy(button, busy) {
   if (busy) button.setAttribute('aria-disabled', 'true');
   else button.removeAttribute('aria-disabled');
+  if (button.dataset.i18n) renderLabel(button);
 }
 
 /**
@@ -540,7 +560,7 @@ async function onResend() {
     try {
       const data = await api('POST', '/api/auth/request-code/', { phone_number: pending.phone });
       startCodeStep(pending.phone, data);
-      state.status = { key: 'code.sent', params: { phone: pending.phone } };
+      state.status = { key: 'code.sent', params: { phone: formatPhone(pending.phone) } };
       render();
     } catch (error) {
       if (error instanceof ApiError && error.retryAfterSeconds !== null && state.pending) {
@@ -687,7 +707,7 @@ async function copy(text, selectable, doneKey) {
     await navigator.clipboard.writeText(text);
     state.status = { key: doneKey };
   } catch {
-    if (selectable instanceof HTMLInputElement) {
+    if (selectable instanceof HTMLTextAreaElement) {
       selectable.focus();
       selectable.select();
     } else {

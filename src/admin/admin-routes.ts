@@ -81,10 +81,14 @@ const AuditEntrySchema = Type.Object(
   { $id: 'AuditEntry', title: 'AuditEntry' },
 );
 
-const AccountChangeSchema = Type.Object({
-  user: adminUserRef,
-  revoked: Type.Integer({ description: 'Tokens revoked by this action' }),
-});
+const accountChange = (description: string) =>
+  Type.Object(
+    {
+      user: adminUserRef,
+      revoked: Type.Integer({ description: 'Tokens revoked by this action' }),
+    },
+    { description },
+  );
 
 const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }));
 const Cursor = Type.Optional(
@@ -160,11 +164,14 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
           limit: Limit,
         }),
         response: {
-          200: Type.Object({
-            count: Type.Integer({ description: 'Users matching `q` (all users without it)' }),
-            results: Type.Array(adminUserRef),
-            next_cursor: nextCursor,
-          }),
+          200: Type.Object(
+            {
+              count: Type.Integer({ description: 'Users matching `q` (all users without it)' }),
+              results: Type.Array(adminUserRef),
+              next_cursor: nextCursor,
+            },
+            { description: 'A page of users, by join date' },
+          ),
           ...readErrors,
         },
       },
@@ -193,15 +200,18 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
         security,
         params: UserIdParams,
         response: {
-          200: Type.Object({
-            ...AdminUserSchema.properties,
-            referrer: Type.Union([adminUserRef, Type.Null()]),
-            referrals: Type.Ref('AdminReferralPage'),
-            active_tokens: Type.Integer({ description: 'Tokens not revoked or expired' }),
-            flags: Type.Array(Type.Object({}, { additionalProperties: true }), {
-              description: 'Fraud flags (SPEC 6); empty for now',
-            }),
-          }),
+          200: Type.Object(
+            {
+              ...AdminUserSchema.properties,
+              referrer: Type.Union([adminUserRef, Type.Null()]),
+              referrals: Type.Ref('AdminReferralPage'),
+              active_tokens: Type.Integer({ description: 'Tokens not revoked or expired' }),
+              flags: Type.Array(Type.Object({}, { additionalProperties: true }), {
+                description: 'Fraud flags (SPEC 6); empty for now',
+              }),
+            },
+            { description: 'The user, with referrer, first referrals, live tokens and flags' },
+          ),
           ...readErrors,
           404: errorRef,
         },
@@ -224,7 +234,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
         security,
         params: UserIdParams,
         querystring: Type.Object({ cursor: Cursor, limit: Limit }),
-        response: { 200: Type.Ref('AdminReferralPage'), ...readErrors, 404: errorRef },
+        response: {
+          200: Type.Ref('AdminReferralPage', { description: 'A page of referrals, oldest first' }),
+          ...readErrors,
+          404: errorRef,
+        },
       },
     },
     async (request) => {
@@ -242,6 +256,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
     path: string,
     summary: string,
     description: string,
+    done: string,
     run: (userId: number, actor: AdminActor) => ReturnType<AdminService['block']>,
   ) =>
     app.post(
@@ -255,7 +270,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
           security,
           params: UserIdParams,
           response: {
-            200: AccountChangeSchema,
+            200: accountChange(done),
             ...bodyErrorResponses,
             ...readErrors,
             404: errorRef,
@@ -272,18 +287,21 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
     'block',
     'Block a user',
     'Revokes all their tokens and refuses their sign-ins, on every instance from the next request on.',
+    'The user is blocked; their tokens are revoked',
     (id, actor) => admin.block(id, actor),
   );
   change(
     'unblock',
     'Unblock a user',
     'They may sign in again; their revoked tokens stay revoked.',
+    'The user is unblocked',
     (id, actor) => admin.unblock(id, actor),
   );
   change(
     'revoke-tokens',
     'Revoke all of a user’s tokens',
     'Signs them out everywhere; they may sign in again.',
+    'The user’s tokens are revoked',
     (id, actor) => admin.revokeTokens(id, actor),
   );
 
@@ -296,21 +314,26 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
         summary: 'Totals and top referrers',
         security,
         response: {
-          200: Type.Object({
-            users_total: Type.Integer(),
-            users_last_24h: Type.Integer(),
-            activations_total: Type.Integer({ description: 'Users who activated an invite code' }),
-            activations_last_24h: Type.Integer(),
-            sign_ins_last_24h: Type.Integer({ description: 'From the audit log' }),
-            top_referrers: Type.Array(
-              Type.Object({
-                id: Type.Integer(),
-                phone_number: Type.String(),
-                referrals_count: Type.Integer(),
+          200: Type.Object(
+            {
+              users_total: Type.Integer(),
+              users_last_24h: Type.Integer(),
+              activations_total: Type.Integer({
+                description: 'Users who activated an invite code',
               }),
-              { description: 'The 10 users with the most referrals' },
-            ),
-          }),
+              activations_last_24h: Type.Integer(),
+              sign_ins_last_24h: Type.Integer({ description: 'From the audit log' }),
+              top_referrers: Type.Array(
+                Type.Object({
+                  id: Type.Integer(),
+                  phone_number: Type.String(),
+                  referrals_count: Type.Integer(),
+                }),
+                { description: 'The 10 users with the most referrals' },
+              ),
+            },
+            { description: 'Totals and the top referrers' },
+          ),
           ...readErrors,
         },
       },
@@ -336,12 +359,15 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
           limit: Limit,
         }),
         response: {
-          200: Type.Object({
-            count: Type.Integer(),
-            count_exact: Type.Boolean(),
-            results: Type.Array(Type.Ref('AuditEntry')),
-            next_cursor: nextCursor,
-          }),
+          200: Type.Object(
+            {
+              count: Type.Integer(),
+              count_exact: Type.Boolean(),
+              results: Type.Array(Type.Ref('AuditEntry')),
+              next_cursor: nextCursor,
+            },
+            { description: 'A page of audit entries, newest first' },
+          ),
           ...readErrors,
         },
       },

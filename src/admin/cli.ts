@@ -116,6 +116,8 @@ async function run(parsed: Parsed, admin: AdminService, config: Config): Promise
   const phone = normalizePhone(input, {
     defaultRegion: config.DEFAULT_PHONE_REGION,
     allowedRegions: [],
+    deniedRegions: [],
+    allowNonMobile: true,
   });
   if (!phone.ok) throw new Failure(`"${input}" is not a valid phone number`, 2);
   const phoneNumber = phone.phoneNumber;

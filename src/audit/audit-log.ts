@@ -128,9 +128,13 @@ export class AuditLog {
     return this.write({ type, actor: 'user', actorId: userId, userId, ip, details }, tx);
   }
 
-  /** A code sent to a number (best effort: it is on its way). */
-  codeSent(phoneNumber: string, ip: string): Promise<void> {
-    const details = { phone_number: phoneNumber };
+  /**
+   * A code sent to a number (best effort: it is on its way), or `withheld`:
+   * issued to a blocked account and not sent. Written either way, so that the
+   * answer to a blocked number takes no less time than any other.
+   */
+  codeSent(phoneNumber: string, ip: string, withheld = false): Promise<void> {
+    const details = { phone_number: phoneNumber, ...(withheld ? { withheld: true } : {}) };
     return this.record({ type: 'code_sent', actor: 'anonymous', phoneNumber, ip, details });
   }
 

@@ -3,14 +3,18 @@ import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { ApiError } from '../errors.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
+import { maskPhone } from '../ops/mask-phone.js';
+import type { Metrics } from '../ops/metrics.js';
 import { currentUser, requireUser } from './auth-hook.js';
-import type { OtpService } from './otp-service.js';
+import type { CaptchaVerifier } from './captcha.js';
+import { requireCaptcha } from './captcha-hook.js';
+import type { AttemptsLimit } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
+import type { SendLimit } from './send-limiter.js';
 import type { SessionService } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
-  otp: OtpService;
   signIns: SignInService;
   sessions: SessionService;
   audit: AuditLog;
@@ -18,15 +22,23 @@ export type AuthRoutesOptions = {
   normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
   resendCooldownSeconds: number;
+  /** Required on request-code when configured (CAPTCHA_PROVIDER). */
+  captcha: CaptchaVerifier | null;
+  metrics: Metrics;
+  /** The SMS provider's name, the `provider` label of codes refused before sending. */
+  smsProvider: string;
+};
+
+const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string> = {
+  invalid: 'Enter a valid phone number, e.g. +79991234567.',
+  region_not_allowed: 'Phone numbers from this region are not supported.',
+  not_mobile: 'Codes are sent only to mobile numbers.',
 };
 
 function phoneOrThrow(input: string, normalizePhone: (input: string) => PhoneResult): string {
   const result = normalizePhone(input);
   if (result.ok) return result.phoneNumber;
-  const message =
-    result.reason === 'region_not_allowed'
-      ? 'Phone numbers from this region are not supported.'
-      : 'Enter a valid phone number, e.g. +79991234567.';
+  const message = phoneMessages[result.reason];
   throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
 }
 
@@ -38,28 +50,103 @@ function tooMany(
   return new ApiError(code, message, { retry_after: Math.max(1, Math.ceil(seconds)) });
 }
 
+/** "42 seconds", "1 second", "5 minutes": how long until `seconds` have passed. */
+function duration(seconds: number): string {
+  const whole = Math.max(1, Math.ceil(seconds));
+  if (whole < 120) return whole === 1 ? '1 second' : `${whole} seconds`;
+  return `${Math.ceil(whole / 60)} minutes`;
+}
+
+function sendRefused(limit: SendLimit, seconds: number): ApiError {
+  // The cooldown is the answer to an impatient resend: it says when, not "too many".
+  if (limit === 'cooldown') {
+    return tooMany(
+      'rate_limited',
+      `A code was just sent. You can request a new one in ${duration(seconds)}.`,
+      seconds,
+    );
+  }
+  return tooMany('rate_limited', 'Too many codes requested. Try again later.', seconds);
+}
+
+const attemptsMessages: Record<AttemptsLimit, string> = {
+  code: 'Too many wrong codes. Request a new code.',
+  number: 'Too many wrong codes for this number. Try again later.',
+  client: 'Too many verification attempts from your network. Try again later.',
+};
+
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { otp, signIns, sessions, audit, normalizePhone, exposeDevCode, resendCooldownSeconds } =
-    options;
+  const {
+    signIns,
+    sessions,
+    audit,
+    normalizePhone,
+    exposeDevCode,
+    resendCooldownSeconds,
+    captcha,
+  } = options;
+  const { metrics, smsProvider } = options;
+
+  app.get(
+    '/api/auth/captcha/',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'The CAPTCHA that request-code requires, if any',
+        description:
+          'Which widget a client shows before requesting a code, and its public site key. Both are null when no CAPTCHA is configured.',
+        response: {
+          200: Type.Object(
+            {
+              provider: Type.Union([
+                Type.Literal('turnstile'),
+                Type.Literal('hcaptcha'),
+                Type.Null(),
+              ]),
+              site_key: Type.Union([Type.String(), Type.Null()]),
+            },
+            { description: 'The CAPTCHA settings of this deployment' },
+          ),
+        },
+      },
+    },
+    async () => ({ provider: captcha?.provider ?? null, site_key: captcha?.siteKey ?? null }),
+  );
 
   app.post(
     '/api/auth/request-code/',
     {
+      ...(captcha ? { preHandler: requireCaptcha(captcha) } : {}),
       schema: {
         tags: ['auth'],
         summary: 'Send a one-time code to a phone number',
         description:
           'Sends a code by SMS. The answer is the same for registered and new numbers. `dev_code` is present only outside production.',
-        body: Type.Object({ phone_number: PhoneNumber }),
-        response: {
-          200: Type.Object({
-            success: Type.Literal(true),
-            message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
-            dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
-            retry_after: Type.Integer({
-              description: 'Seconds before a new code may be requested for this number',
+        body: Type.Object({
+          phone_number: PhoneNumber,
+          captcha_token: Type.Optional(
+            Type.String({
+              maxLength: 4096,
+              description:
+                'The CAPTCHA widget’s token; required when GET /api/auth/captcha/ names a provider',
             }),
-          }),
+          ),
+        }),
+        response: {
+          200: Type.Object(
+            {
+              success: Type.Literal(true),
+              message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
+              dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
+              retry_after: Type.Integer({
+                description: 'Seconds before a new code may be requested for this number',
+              }),
+            },
+            {
+              description:
+                'The code is on its way (the same answer for registered and new numbers)',
+            },
+          ),
           ...bodyErrorResponses,
           429: errorRef,
           502: errorRef,
@@ -69,21 +156,23 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     },
     async (request) => {
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
-      const result = await otp.issue(phoneNumber, request.ip);
+      const result = await signIns.requestCode(phoneNumber, request.ip);
       if (!result.ok) {
         if (result.error === 'rate_limited') {
-          throw tooMany(
-            'rate_limited',
-            'Too many codes requested. Try again later.',
-            result.retryAfterSeconds,
-          );
+          metrics.rateLimited.inc({ reason: `send_${result.limit}` });
+          metrics.otpCodesSent.inc({ provider: smsProvider, result: 'rate_limited' });
+          throw sendRefused(result.limit, result.retryAfterSeconds);
         }
+        request.log.warn(
+          { to: maskPhone(phoneNumber), provider: smsProvider },
+          'SMS delivery failed',
+        );
         throw new ApiError(
           'sms_delivery_failed',
           'The SMS could not be delivered. Try again later.',
         );
       }
-      await audit.codeSent(phoneNumber, request.ip);
+      await audit.codeSent(phoneNumber, request.ip, result.withheld);
       return {
         success: true as const,
         message: 'Verification code sent to your phone number.',
@@ -107,11 +196,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           code: Type.String({ minLength: 1, maxLength: 16, examples: ['1234'] }),
         }),
         response: {
-          200: Type.Object({
-            token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
-            is_new_user: Type.Boolean(),
-            user: UserSchema,
-          }),
+          200: Type.Object(
+            {
+              token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
+              is_new_user: Type.Boolean(),
+              user: UserSchema,
+            },
+            { description: 'Signed in: a new token, and the user (created on the first sign-in)' },
+          ),
           ...bodyErrorResponses,
           403: errorRef,
           429: errorRef,
@@ -123,6 +215,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       const phoneNumber = phoneOrThrow(request.body.phone_number, normalizePhone);
       const code = request.body.code.trim();
       const result = await signIns.signIn(phoneNumber, code, request.ip);
+      metrics.otpVerifications.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
@@ -137,15 +230,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               attempts_left: result.attemptsLeft,
             });
           case 'too_many_attempts':
+            metrics.rateLimited.inc({ reason: `verify_${result.limit}` });
             throw tooMany(
               'too_many_attempts',
-              'Too many wrong codes. Request a new code.',
+              attemptsMessages[result.limit],
               result.retryAfterSeconds,
             );
           case 'account_blocked':
             throw new ApiError('forbidden', 'This account is blocked.');
         }
       }
+      metrics.signIns.inc({ new_user: String(result.isNewUser) });
       return { token: result.token, is_new_user: result.isNewUser, user: result.user };
     },
   );
@@ -161,7 +256,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Sign out: revoke this token',
         security: [{ TokenAuth: [] }],
         response: {
-          200: Type.Object({ success: Type.Literal(true) }),
+          200: Type.Object(
+            { success: Type.Literal(true) },
+            { description: 'Signed out: this token no longer works' },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
@@ -186,7 +284,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Sign out everywhere: revoke all of this user’s tokens',
         security: [{ TokenAuth: [] }],
         response: {
-          200: Type.Object({ success: Type.Literal(true), revoked: Type.Integer() }),
+          200: Type.Object(
+            { success: Type.Literal(true), revoked: Type.Integer() },
+            {
+              description: 'Signed out everywhere: `revoked` of this user’s tokens no longer work',
+            },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,

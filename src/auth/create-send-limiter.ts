@@ -9,5 +9,6 @@ export function createSendLimiter({ store, clock, config }: Deps): SendLimiter {
     maxPerPhonePerHour: config.OTP_MAX_PER_PHONE_PER_HOUR,
     maxPerIpPerHour: config.OTP_MAX_PER_IP_PER_HOUR,
     smsMaxPerHour: config.SMS_MAX_PER_HOUR,
+    maxVerifyPerIpPerHour: config.OTP_MAX_VERIFY_PER_IP_PER_HOUR,
   });
 }

@@ -2,9 +2,9 @@ import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import { type Random, randomString } from '../lib/random.js';
 import { SmsDeliveryError, type SmsSender } from '../sms/sms-sender.js';
-import type { KeyValueStore } from '../store/key-value-store.js';
-import type { LimitVerdict, SendLimiter } from './send-limiter.js';
-import { SlidingWindow } from './sliding-window.js';
+import type { Guess, KeyValueStore } from '../store/key-value-store.js';
+import type { SendLimit, SendLimiter } from './send-limiter.js';
+import { SlidingLog, secondsOf } from './sliding-log.js';
 
 export type OtpSettings = {
   secretKey: string;
@@ -18,30 +18,41 @@ export type OtpSettings = {
 };
 
 export type IssueResult =
-  | { ok: true; code: string }
-  | { ok: false; error: 'rate_limited'; retryAfterSeconds: number }
+  /** `withheld`: issued to a blocked account, and not sent (see `issue`). */
+  | { ok: true; code: string; withheld: boolean }
+  | { ok: false; error: 'rate_limited'; limit: SendLimit; retryAfterSeconds: number }
   | { ok: false; error: 'sms_delivery_failed' };
 
+/** Which cap refused a guess: the code's attempts, the number's hourly cap, or the client's. */
+export type AttemptsLimit = 'code' | 'number' | 'client';
+
 export type VerifyResult =
-  | { ok: true }
+  /** `withheld`: the code was issued to a blocked account and never sent; it must not sign in. */
+  | { ok: true; withheld: boolean }
   | { ok: false; error: 'code_expired' }
   | { ok: false; error: 'invalid_code'; attemptsLeft: number }
-  | { ok: false; error: 'too_many_attempts'; retryAfterSeconds: number };
+  | { ok: false; error: 'too_many_attempts'; limit: AttemptsLimit; retryAfterSeconds: number };
 
 const DIGITS = '0123456789';
 
 const HOUR_SECONDS = 3600;
+
+/** The last field of a code record issued to a blocked account: it is never sent, and never signs in. */
+const WITHHELD = 'withheld';
 
 /**
  * One-time codes. A code is stored only as an HMAC keyed by SECRET_KEY (a leak
  * of the store does not reveal live codes), expires after its TTL by the
  * injected clock, admits OTP_MAX_ATTEMPTS guesses, and is consumed by exactly
  * one successful verification. Requesting a new code replaces the old one.
- * Wrong guesses are also capped per number and hour, across codes.
+ * Wrong guesses are also capped per number in any hour, across codes, exactly
+ * (a log of their times), and verifications per client.
  */
 export class OtpService {
-  private readonly failedGuesses: SlidingWindow;
+  private readonly failedGuesses: SlidingLog;
   private readonly hmacKey: KeyObject;
+  /** A moving average of how long the SMS provider takes, to answer a withheld code as slowly. */
+  private typicalSendMs = 0;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -51,7 +62,7 @@ export class OtpService {
     private readonly limiter: SendLimiter,
     private readonly settings: OtpSettings,
   ) {
-    this.failedGuesses = new SlidingWindow(
+    this.failedGuesses = new SlidingLog(
       store,
       clock,
       'guess',
@@ -81,91 +92,143 @@ export class OtpService {
       .toString('base64url');
   }
 
-  async issue(phoneNumber: string, clientIp: string): Promise<IssueResult> {
+  /**
+   * Issues a code and sends it. `isBlocked` is asked once the send limits
+   * have let the request through: a blocked number is sent nothing, yet is
+   * answered as any other (same limits, same answer, a code that never signs
+   * in), so that request-code does not tell who is blocked.
+   */
+  async issue(
+    phoneNumber: string,
+    clientIp: string,
+    isBlocked: () => Promise<boolean> = async () => false,
+  ): Promise<IssueResult> {
     const testCode = this.settings.testCodes.get(phoneNumber);
+    let release = async () => {};
     if (testCode === undefined) {
-      const verdict = await this.limiter.reserve(phoneNumber, clientIp);
-      if (!verdict.ok)
-        return { ok: false, error: 'rate_limited', retryAfterSeconds: verdict.retryAfterSeconds };
+      const reservation = await this.limiter.reserve(phoneNumber, clientIp);
+      if (!reservation.ok) {
+        return {
+          ok: false,
+          error: 'rate_limited',
+          limit: reservation.limit,
+          retryAfterSeconds: reservation.retryAfterSeconds,
+        };
+      }
+      release = reservation.release;
+    }
+    // Test numbers send no SMS anyway; a blocked one is refused at verification.
+    let withheld = false;
+    try {
+      withheld = testCode === undefined && (await isBlocked());
+    } catch (error) {
+      await release();
+      throw error;
     }
     const code = testCode ?? randomString(this.random, DIGITS, this.settings.length);
     const codeId = this.random.bytes(9).toString('base64url');
     const expiresAtMs = this.clock.now().getTime() + this.settings.ttlSeconds * 1000;
     // The hash comes first: verification consumes the record by that prefix.
-    const record = `${this.hash(phoneNumber, code)}.${expiresAtMs}.${codeId}`;
+    const record = `${this.hash(phoneNumber, code)}.${expiresAtMs}.${codeId}${withheld ? `.${WITHHELD}` : ''}`;
     // The record is written before the SMS goes out so that a fast user can
     // verify at once; it is withdrawn if the message was never delivered.
     await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
       this.attemptsKey(phoneNumber),
     ]);
-    if (testCode !== undefined) return { ok: true, code };
+    if (testCode !== undefined) return { ok: true, code, withheld: false };
+    if (withheld) {
+      // As long as a message would have taken, so that the answer's timing
+      // does not tell a blocked number either.
+      await new Promise((resolve) => setTimeout(resolve, this.typicalSendMs));
+      return { ok: true, code, withheld: true };
+    }
+    const startedMs = this.clock.now().getTime();
     try {
       await this.sms.send(phoneNumber, `Your verification code: ${code}`);
     } catch (error) {
-      await this.store.deleteIfEquals(this.codeKey(phoneNumber), record);
+      // No code reached the number: it costs the number nothing (cooldown,
+      // hourly cap), so the user may retry at once.
+      await Promise.all([this.store.deleteIfEquals(this.codeKey(phoneNumber), record), release()]);
       if (error instanceof SmsDeliveryError) return { ok: false, error: 'sms_delivery_failed' };
       throw error;
     }
-    return { ok: true, code };
+    const tookMs = this.clock.now().getTime() - startedMs;
+    this.typicalSendMs = Math.round(this.typicalSendMs * 0.8 + tookMs * 0.2);
+    return { ok: true, code, withheld: false };
   }
 
-  async verify(phoneNumber: string, code: string): Promise<VerifyResult> {
-    const ttlSeconds = this.settings.ttlSeconds;
-    const codeKey = this.codeKey(phoneNumber);
-    const attempts = { key: this.attemptsKey(phoneNumber), ttlSeconds };
-    const guess = this.failedGuesses.enabled ? this.failedGuesses.prepareTake(phoneNumber) : null;
-    // One step counts this guess (at the code, and in the hourly cap), reads
-    // the code, and consumes it if the guess is right and within the code's
-    // attempts: parallel guesses each take their own slot, so no burst compares
-    // more than the caps allow, and of several right ones exactly one signs in.
-    // The store compares the keyed hashes in constant time.
-    const { counts, values, taken } = await this.store.incrementAndGet(
-      guess ? [attempts, guess.counter] : [attempts],
-      guess ? [codeKey, guess.previousKey] : [codeKey],
-      {
-        read: 0,
-        prefix: `${this.hash(phoneNumber, code)}.`,
-        whileCountAtMost: this.settings.maxAttempts,
-      },
-    );
-    const [attempt = 0, guessCount = 0] = counts;
-    const [record = null, previousGuesses = null] = values;
-    const hourlyCap = guess ? guess.judge(guessCount, previousGuesses) : { ok: true as const };
-    const result = await this.check(phoneNumber, record, attempt, taken, hourlyCap);
-    // Only wrong guesses at a live code stay counted in the hourly cap.
-    if (guess && (result.ok || result.error !== 'invalid_code'))
-      await this.failedGuesses.refund(guess);
-    return result;
-  }
-
-  private async check(
-    phoneNumber: string,
-    record: string | null,
-    attempt: number,
-    taken: boolean,
-    hourlyCap: LimitVerdict,
-  ): Promise<VerifyResult> {
-    // A locked-out number learns nothing more, not even whether its code was
-    // right (a right one is used up all the same).
-    if (!hourlyCap.ok) {
-      return {
-        ok: false,
-        error: 'too_many_attempts',
-        retryAfterSeconds: hourlyCap.retryAfterSeconds,
-      };
+  /**
+   * Checks a guess. One step in the store counts it (at the code, and if wrong
+   * in the number's hourly log), reads the code, and consumes it if the guess
+   * is right and within the code's attempts: parallel guesses each take their
+   * own slot, so no burst compares more than the caps allow, and of several
+   * right ones exactly one signs in. The store compares the keyed hashes in
+   * constant time. A guess at a number without a live code creates nothing.
+   * The client's budget is taken in the same turn, so on Redis both go out
+   * in one round trip.
+   */
+  async verify(phoneNumber: string, code: string, clientIp: string): Promise<VerifyResult> {
+    const guess: Guess = {
+      key: this.codeKey(phoneNumber),
+      prefix: `${this.hash(phoneNumber, code)}.`,
+      attemptsKey: this.attemptsKey(phoneNumber),
+      maxAttempts: this.settings.maxAttempts,
+      ...(this.failedGuesses.enabled ? { failures: this.failedGuesses.of(phoneNumber) } : {}),
+    };
+    const nowMs = this.clock.now().getTime();
+    const [client, result] = await Promise.all([
+      this.limiter.takeVerification(clientIp),
+      this.store.guess(guess, nowMs),
+    ]);
+    if (!client.ok) {
+      // Refused for the client: the guess must cost the number nothing. The
+      // answer says nothing about the guess, so a right one used up here is
+      // only lost to a client that could not sign in now anyway.
+      if (result.outcome === 'wrong')
+        await this.store.giveBackGuess(guess, result.record, result.failureId);
+      return tooMany('client', client.retryAfterSeconds);
     }
-    if (record === null) return { ok: false, error: 'code_expired' };
-    const [, expiresAt = '0'] = record.split('.');
-    if (Number(expiresAt) <= this.clock.now().getTime())
+    if ('record' in result && this.expired(result.record, nowMs)) {
+      // Only wrong guesses at a live code count against the number.
+      if (result.outcome === 'wrong')
+        await this.store.giveBackGuess(guess, result.record, result.failureId);
       return { ok: false, error: 'code_expired' };
-    if (attempt > this.settings.maxAttempts) {
-      return {
-        ok: false,
-        error: 'too_many_attempts',
-        retryAfterSeconds: await this.limiter.secondsUntilNextCode(phoneNumber),
-      };
     }
-    if (taken) return { ok: true };
-    return { ok: false, error: 'invalid_code', attemptsLeft: this.settings.maxAttempts - attempt };
+    switch (result.outcome) {
+      case 'capped':
+        // A locked-out number learns nothing more, not even whether a code is live.
+        await client.giveBack();
+        return tooMany('number', secondsOf(result.retryAfterMs));
+      case 'absent':
+        return { ok: false, error: 'code_expired' };
+      case 'exhausted': {
+        const [retryAfterSeconds] = await Promise.all([
+          this.limiter.secondsUntilNextCode(phoneNumber),
+          client.giveBack(),
+        ]);
+        return tooMany('code', retryAfterSeconds);
+      }
+      case 'taken': {
+        // A sign-in is not a failed verification: it costs the client nothing.
+        await client.giveBack();
+        return { ok: true, withheld: result.record.endsWith(`.${WITHHELD}`) };
+      }
+      case 'wrong':
+        return {
+          ok: false,
+          error: 'invalid_code',
+          attemptsLeft: this.settings.maxAttempts - result.attempt,
+        };
+    }
   }
+
+  /** By the injected clock: the store's TTL follows real time, which a test's clock does not. */
+  private expired(record: string, nowMs: number): boolean {
+    const [, expiresAt = '0'] = record.split('.');
+    return Number(expiresAt) <= nowMs;
+  }
+}
+
+function tooMany(limit: AttemptsLimit, retryAfterSeconds: number): VerifyResult {
+  return { ok: false, error: 'too_many_attempts', limit, retryAfterSeconds };
 }

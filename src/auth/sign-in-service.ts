@@ -1,4 +1,4 @@
-import type { OtpService, VerifyResult } from './otp-service.js';
+import type { IssueResult, OtpService, VerifyResult } from './otp-service.js';
 import type { SessionService } from './session-service.js';
 import type { UserService } from './user-service.js';
 
@@ -14,7 +14,11 @@ export type SignInResult =
   | Exclude<VerifyResult, { ok: true }>
   | { ok: false; error: 'account_blocked' };
 
-/** Verify-code as one step: check the code, then find or create the user and store a token. */
+/**
+ * Request-code and verify-code as one step each: a code for a number (sent
+ * unless its user is blocked), and signing in with it (check the code, then
+ * find or create the user and store a token).
+ */
 export class SignInService {
   constructor(
     private readonly otp: OtpService,
@@ -22,13 +26,24 @@ export class SignInService {
     private readonly sessions: SessionService,
   ) {}
 
+  requestCode(phoneNumber: string, clientIp: string): Promise<IssueResult> {
+    return this.otp.issue(phoneNumber, clientIp, () => this.users.isBlocked(phoneNumber));
+  }
+
   /** `clientIp` goes into the sign-in's audit entry, written with the token. */
   async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
-    const verified = await this.otp.verify(phoneNumber, code);
+    const verified = await this.otp.verify(phoneNumber, code, clientIp);
     if (!verified.ok) return verified;
     const { token, stored } = this.sessions.newToken();
-    const { user, isNew } = await this.users.findOrCreate(phoneNumber, stored, clientIp);
+    // A withheld code was issued while the account was blocked and never sent:
+    // it stores no token, and never signs in, not even once unblocked.
+    const { user, isNew } = await this.users.findOrCreate(
+      phoneNumber,
+      verified.withheld ? null : stored,
+      clientIp,
+    );
     if (user.isBlocked) return { ok: false, error: 'account_blocked' };
+    if (verified.withheld) return { ok: false, error: 'code_expired' };
     return {
       ok: true,
       token,

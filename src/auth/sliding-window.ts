@@ -1,28 +1,30 @@
 import type { Clock } from '../lib/clock.js';
 import type { Counter, KeyValueStore } from '../store/key-value-store.js';
-import type { LimitVerdict } from './send-limiter.js';
+import type { Budget, LimitVerdict, Taken } from './send-limiter.js';
 
-/** A `take` split into its store operations and its verdict (see `prepareTake`). */
-export type PreparedTake = {
+/** A `take`'s store operations and its verdict. */
+type PreparedTake = {
   counter: Counter;
   previousKey: string;
   judge(current: number, previousText: string | null): LimitVerdict;
 };
-
-/** What `take` answers: counted, with a way to give it back, or refused. */
-export type Taken =
-  | { ok: true; giveBack(): Promise<void> }
-  | { ok: false; retryAfterSeconds: number };
 
 /**
  * A sliding-window counter: "at most `limit` events in any `windowSeconds`",
  * estimated from two fixed windows (the previous one weighted by how much of
  * it still overlaps the sliding window). Unlike a plain fixed window it allows
  * no double burst around a window boundary, and it needs only the store's
- * atomic increment. Window keys follow the injected clock, so tests move time
- * instead of sleeping, on the memory store and on Redis alike.
+ * atomic increment: two small keys per subject, whatever the limit.
+ *
+ * It is an estimate: it assumes the previous window's events were spread
+ * evenly, so events bunched at the end of one window and the start of the
+ * next can reach about twice the limit within one sliding window. Caps that
+ * protect a secret or a victim use the exact SlidingLog instead; this one is
+ * for the per-client and global budgets, where a client can be anyone and the
+ * limit can be large. Window keys follow the injected clock, so tests move
+ * time instead of sleeping, on the memory store and on Redis alike.
  */
-export class SlidingWindow {
+export class SlidingWindow implements Budget {
   constructor(
     private readonly store: KeyValueStore,
     private readonly clock: Clock,
@@ -69,12 +71,8 @@ export class SlidingWindow {
     return Math.max(1, Math.ceil(untilNext + f * windowSeconds));
   }
 
-  /**
-   * What `take` does in the store, for a caller that batches it with its own
-   * store operations: increment `counter`, read `previousKey` at the same
-   * instant, then `judge` the two. A refusal must be given back with `refund`.
-   */
-  prepareTake(subject: string): PreparedTake {
+  /** What `take` does in the store: increment `counter`, read `previousKey` at the same instant, then `judge` the two. */
+  private prepareTake(subject: string): PreparedTake {
     const { index, windowMs, elapsed } = this.position(this.clock.now().getTime());
     const keys = this.keys(subject, index);
     return {
@@ -92,7 +90,7 @@ export class SlidingWindow {
   }
 
   /** Gives back the event counted by a prepared take (refused, or not to be counted after all). */
-  async refund(take: PreparedTake): Promise<void> {
+  private async refund(take: PreparedTake): Promise<void> {
     await this.store.increment(take.counter.key, take.counter.ttlSeconds, -1);
   }
 

@@ -1,7 +1,15 @@
 import { isIPv6 } from 'node:net';
 import type { Clock } from '../lib/clock.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
-import type { LimitVerdict, SendLimiter } from './send-limiter.js';
+import type {
+  Budget,
+  LimitVerdict,
+  Reservation,
+  SendLimit,
+  SendLimiter,
+  Taken,
+} from './send-limiter.js';
+import { SlidingLog } from './sliding-log.js';
 import { SlidingWindow } from './sliding-window.js';
 
 export type SendLimits = {
@@ -9,6 +17,8 @@ export type SendLimits = {
   maxPerPhonePerHour: number;
   maxPerIpPerHour: number;
   smsMaxPerHour: number;
+  /** Verifications per client (IP, or IPv6 /64) per hour (0: no cap). */
+  maxVerifyPerIpPerHour: number;
 };
 
 const HOUR_SECONDS = 3600;
@@ -38,26 +48,34 @@ export function clientKey(ip: string): string {
  * what the earlier ones counted is given back, so a refused request costs the
  * caller nothing (an honest user is not locked out by an attacker's refusals
  * on the global budget).
+ *
+ * The cap of codes per number protects a victim from SMS bombing, so it is
+ * exact (a log of send times). The per-client and global budgets use the
+ * cheaper two-window estimate: a client's state stays two small keys however
+ * many clients there are and however high the limit, and what any one number
+ * receives or is guessed at is bounded exactly by the per-number caps anyway.
  */
 export class StoreSendLimiter implements SendLimiter {
-  private readonly perPhone: SlidingWindow;
+  private readonly perPhone: SlidingLog;
   private readonly perIp: SlidingWindow;
   private readonly global: SlidingWindow;
+  private readonly verifyPerIp: SlidingWindow;
 
   constructor(
     private readonly store: KeyValueStore,
     private readonly clock: Clock,
     private readonly limits: SendLimits,
   ) {
-    this.perPhone = new SlidingWindow(
-      store,
-      clock,
-      'phone',
-      limits.maxPerPhonePerHour,
-      HOUR_SECONDS,
-    );
+    this.perPhone = new SlidingLog(store, clock, 'phone', limits.maxPerPhonePerHour, HOUR_SECONDS);
     this.perIp = new SlidingWindow(store, clock, 'ip', limits.maxPerIpPerHour, HOUR_SECONDS);
     this.global = new SlidingWindow(store, clock, 'sms', limits.smsMaxPerHour, HOUR_SECONDS);
+    this.verifyPerIp = new SlidingWindow(
+      store,
+      clock,
+      'verify-ip',
+      limits.maxVerifyPerIpPerHour,
+      HOUR_SECONDS,
+    );
   }
 
   private cooldownKey(phoneNumber: string): string {
@@ -91,29 +109,39 @@ export class StoreSendLimiter implements SendLimiter {
     return { verdict: { ok: false, retryAfterSeconds: 1 } };
   }
 
-  async reserve(phoneNumber: string, clientIp: string): Promise<LimitVerdict> {
-    const ip = clientKey(clientIp);
+  async reserve(phoneNumber: string, clientIp: string): Promise<Reservation> {
     const cooldown = await this.takeCooldown(phoneNumber);
-    if (!cooldown.verdict.ok) return cooldown.verdict;
-    const undo: (() => Promise<unknown>)[] = [];
+    if (!cooldown.verdict.ok) return { ...cooldown.verdict, limit: 'cooldown' };
+    const ofNumber: (() => Promise<unknown>)[] = [];
     if (cooldown.marker) {
       const marker = cooldown.marker;
-      undo.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
+      ofNumber.push(() => this.store.deleteIfEquals(this.cooldownKey(phoneNumber), marker));
     }
-    const steps: [SlidingWindow, string][] = [
-      [this.perPhone, phoneNumber],
-      [this.perIp, ip],
-      [this.global, 'all'],
+    const undo = [...ofNumber];
+    const steps: [Budget, string, SendLimit][] = [
+      [this.perPhone, phoneNumber, 'phone'],
+      [this.perIp, clientKey(clientIp), 'ip'],
+      [this.global, 'all', 'global'],
     ];
-    for (const [window, subject] of steps) {
-      const taken = await window.take(subject);
+    for (const [budget, subject, limit] of steps) {
+      const taken = await budget.take(subject);
       if (!taken.ok) {
         await Promise.all(undo.map((u) => u()));
-        return taken;
+        return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds };
       }
       undo.push(taken.giveBack);
+      if (limit === 'phone') ofNumber.push(taken.giveBack);
     }
-    return { ok: true };
+    return {
+      ok: true,
+      release: async () => {
+        await Promise.all(ofNumber.map((u) => u()));
+      },
+    };
+  }
+
+  takeVerification(clientIp: string): Promise<Taken> {
+    return this.verifyPerIp.take(clientKey(clientIp));
   }
 
   async secondsUntilNextCode(phoneNumber: string): Promise<number> {

@@ -46,8 +46,10 @@ const MAX_BATCH = 64;
 // audit entry (a refused one for a blocked account), and read what each
 // answer shows. `on conflict do nothing` without a target covers both unique
 // columns: a number that exists is found instead, a drawn invite code that
-// exists leaves the number without a row for now. A number without a token
-// (the CLI making an admin) is no sign-in, and is not audited as one.
+// exists leaves the number without a row for now. Only a sign-in (it comes
+// with the client's IP) is audited: a blocked account's as refused, one with
+// a token as a sign-in; the CLI making an admin, or a withheld code used after
+// unblocking, stores no token and writes nothing.
 const SIGN_IN_SQL = `
   with input as (
     select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[])
@@ -80,7 +82,7 @@ const SIGN_IN_SQL = `
         then jsonb_build_object('phone_number', f.phone_number, 'reason', 'blocked')
         else jsonb_build_object('new_user', f.is_new) end
     from found f join input i on i.phone_number = f.phone_number
-    where i.token_hash is not null
+    where i.client_ip is not null and (f.is_blocked or i.token_hash is not null)
   )
   select f.id, f.phone_number, f.invite_code, r.invite_code as activated_invite_code,
     f.is_blocked, f.is_new
@@ -111,8 +113,8 @@ export class UserService {
 
   /**
    * Finds the user of a number or creates them with a fresh invite code, and
-   * stores `token` for them unless they are blocked. With a token this is a
-   * sign-in, audited (from `clientIp`) in the same statement. The unique index
+   * stores `token` for them unless they are blocked. With `clientIp` this is
+   * a sign-in, audited in the same statement. The unique index
    * on phone_number decides which of two racing first sign-ins inserts; the
    * other finds the row it made.
    */
@@ -135,6 +137,19 @@ export class UserService {
         }, 0);
       }
     });
+  }
+
+  /**
+   * Whether the number belongs to a blocked user (false for a number without
+   * one). A plain read by the unique index, outside the sign-in batches.
+   */
+  async isBlocked(phoneNumber: string): Promise<boolean> {
+    const rows = await this.database.query<{ is_blocked: boolean }>(
+      'user_is_blocked',
+      'select is_blocked from users where phone_number = $1',
+      [phoneNumber],
+    );
+    return rows[0]?.is_blocked ?? false;
   }
 
   private flush(): void {

@@ -6,7 +6,10 @@ import { PGlite, parse as pgliteParse, protocol } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import type { PoolClient } from 'pg';
 import type { Logger } from 'pino';
+import { isConnectionLost } from '../lib/pg-errors.js';
+import { lockDataDir } from './data-dir-lock.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -23,8 +26,11 @@ export interface Database {
     text: string,
     params: unknown[],
   ): Promise<Row[]>;
-  /** Applies pending migrations; safe when several instances start at once. */
-  migrate(): Promise<void>;
+  /**
+   * Applies pending migrations and answers how many it applied (0: the schema
+   * was up to date); safe when several instances start at once.
+   */
+  migrate(): Promise<number>;
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -99,20 +105,44 @@ function useBaselineWasmCompiler(): void {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
   useBaselineWasmCompiler();
-  let client: PGlite;
-  if (options.url === undefined) {
-    mkdirSync(options.dataDir, { recursive: true });
-    const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
-    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(options.dataDir);
-    client = await PGlite.create(options.dataDir, { startParams: pgliteStartParams });
-  } else {
-    const seed = loadPgliteSeed();
-    client = await PGlite.create({
-      startParams: pgliteStartParams,
-      ...(seed ? { loadDataDir: seed } : {}),
-    });
-  }
+  if (options.url === undefined) return await openDataDir(options.dataDir);
+  const seed = loadPgliteSeed();
+  const client = await PGlite.create({
+    startParams: pgliteStartParams,
+    ...(seed ? { loadDataDir: seed } : {}),
+  });
   return wrapPglite(client);
+}
+
+/**
+ * PGlite under DATA_DIR, locked for this process until closed. The lock is
+ * taken before anything in the directory is touched: a second process (the
+ * service, migrate or the CLI) refuses here with a DataDirLockError and leaves
+ * the data as the first one has it.
+ */
+async function openDataDir(dataDir: string): Promise<Database> {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
+  let client: PGlite;
+  try {
+    const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
+    if (fresh && existsSync(pgliteSeedDir)) copyPgliteSeed(dataDir);
+    client = await PGlite.create(dataDir, { startParams: pgliteStartParams });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  const database = wrapPglite(client);
+  return {
+    ...database,
+    close: async () => {
+      try {
+        await database.close();
+      } finally {
+        await lock.release();
+      }
+    },
+  };
 }
 
 /** A statement prepared in a PGlite engine: its text, and a serializer per parameter. */
@@ -195,8 +225,14 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
       queryPrepared<Row>(client, statements, name, text, params),
-    // One process owns a PGlite data directory, so no lock is needed here.
-    migrate: () => migratePglite(db as never, { migrationsFolder }),
+    // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
+    // no migration lock is needed here.
+    migrate: async () => {
+      const run = async (sql: string) => (await client.query<Record<string, unknown>>(sql)).rows;
+      const before = await countAppliedMigrations(run);
+      await migratePglite(db as never, { migrationsFolder });
+      return (await countAppliedMigrations(run)) - before;
+    },
     ping: async () => {
       await client.query('select 1');
     },
@@ -206,6 +242,64 @@ export function wrapPglite(client: PGlite, ownsClient = true): Database {
   };
 }
 
+/** Migrations recorded by drizzle in this database (0 before the first one). */
+async function countAppliedMigrations(
+  run: (sql: string) => Promise<Record<string, unknown>[]>,
+): Promise<number> {
+  const [table] = await run(
+    "select to_regclass('drizzle.__drizzle_migrations') is not null as present",
+  );
+  if (!table?.present) return 0;
+  const [row] = await run('select count(*)::int as n from drizzle.__drizzle_migrations');
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * How long a request waits for PostgreSQL, so that a stalled server (or
+ * network) is a 503 within seconds, not a request hanging: 3 s for a pool
+ * connection (a free one, or a new one), then 3 s for each answer
+ * (node-postgres's query_timeout, for a server that says nothing). The server
+ * itself stops a statement after 2.5 s (statement_timeout, lock waits
+ * included), so a slow but live server answers with an error first and its
+ * connection stays usable. A session left idle inside a transaction for 5 s
+ * (the service never pauses there longer than a Redis call, 3 s at most) is
+ * ended by the server, so the locks of a client that vanished mid-transaction
+ * are not held for long. Migrations use their own connection, without these.
+ */
+const CONNECT_TIMEOUT_MS = 3000;
+const QUERY_TIMEOUT_MS = 3000;
+const STATEMENT_TIMEOUT_MS = 2500;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5000;
+
+/**
+ * One checkout of a pooled connection, given back at the first sign that the
+ * connection is lost. Drizzle's transaction sends BEGIN before its
+ * try/finally: a BEGIN that failed on a stalled connection never released it,
+ * and a few such activations left the pool with no connection for good. Here
+ * the failed query releases it, with its error, so the pool closes it and
+ * opens another; Drizzle's own release afterwards does nothing, and its
+ * ROLLBACK fails at once (the connection is closed) instead of waiting too.
+ */
+function leaseOf(client: PoolClient): PoolClient {
+  let released = false;
+  const release = (error?: Error | boolean) => {
+    if (released) return;
+    released = true;
+    client.release(error);
+  };
+  const lease = Object.create(client) as PoolClient;
+  lease.release = release;
+  lease.query = ((...args: unknown[]) => {
+    const result = (client.query as (...a: unknown[]) => unknown).apply(client, args);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((error: unknown) => {
+      if (isConnectionLost(error)) release(error as Error);
+      throw error;
+    });
+  }) as PoolClient['query'];
+  return lease;
+}
+
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
   // Loaded only for PostgreSQL: the embedded service starts without them.
   const [{ default: pg }, { drizzle: drizzlePg }, { migrate: migratePg }] = await Promise.all([
@@ -213,18 +307,54 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     import('drizzle-orm/node-postgres'),
     import('drizzle-orm/node-postgres/migrator'),
   ]);
-  const pool = new pg.Pool({
+  /** pool.query gives its connection back itself; a checkout (a transaction) gets a lease. */
+  class LeasingPool extends pg.Pool {
+    override connect(): Promise<PoolClient>;
+    override connect(
+      callback: (
+        err: Error | undefined,
+        client: PoolClient | undefined,
+        done: (release?: unknown) => void,
+      ) => void,
+    ): void;
+    override connect(
+      callback?: (
+        err: Error | undefined,
+        client: PoolClient | undefined,
+        done: (release?: unknown) => void,
+      ) => void,
+    ): Promise<PoolClient> | undefined {
+      if (callback) {
+        super.connect(callback);
+        return undefined;
+      }
+      return super.connect().then(leaseOf);
+    }
+  }
+  const pool = new LeasingPool({
     connectionString: url,
     max: options.poolSize,
-    // Fail fast when PostgreSQL is down: requests get a 503 instead of hanging.
-    connectionTimeoutMillis: 3000,
-    query_timeout: 10_000,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: QUERY_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
+    // Idle connections are probed by TCP, so one whose peer is gone is noticed.
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // An idle client losing its connection must not crash the process; the pool
   // replaces it, and requests in the meantime get 503s.
   pool.on('error', (error) => options.logger.warn({ err: error }, 'PostgreSQL connection lost'));
+  // The pool listens for errors only on idle clients. One lost while checked
+  // out (the server ending a session idle in a transaction, say) would be an
+  // unhandled 'error' event, which ends the process; its holder's next query
+  // fails instead, and the lease gives it back.
+  pool.on('connect', (client) => {
+    client.on('error', (error) =>
+      options.logger.debug({ err: error }, 'PostgreSQL connection lost while in use'),
+    );
+  });
   const db = drizzlePg({ client: pool, schema }) as unknown as Db;
   return {
     db,
@@ -232,18 +362,28 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     query: async <Row>(name: string, text: string, params: unknown[]) =>
       (await pool.query({ name, text, values: params })).rows as Row[],
     migrate: async () => {
-      const client = await pool.connect();
+      // Its own connection, without the bounds of requests: a migration may
+      // take long, and may wait for another instance's.
+      const client = new pg.Client({
+        connectionString: url,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+      });
+      await client.connect();
       try {
         // Session-level advisory lock: instances starting together apply the
         // migrations one after another; later ones find nothing left to do.
         await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
         try {
+          const run = async (sql: string) => (await client.query(sql)).rows;
+          const before = await countAppliedMigrations(run);
           await migratePg(drizzlePg({ client }), { migrationsFolder });
+          return (await countAppliedMigrations(run)) - before;
         } finally {
           await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
         }
       } finally {
-        client.release();
+        await client.end();
       }
     },
     ping: async () => {

@@ -1,3 +1,6 @@
+import { type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode, errorStatus } from '../errors.js';
 import { isDatabaseUnavailable } from '../lib/pg-errors.js';
@@ -55,6 +58,9 @@ function fromFastifyError(error: FastifyError): ApiError | null {
     );
   }
   switch (error.code) {
+    case 'FST_ERR_BAD_URL':
+      // Not echoed: the URL is the client's own, and may be anything.
+      return new ApiError('bad_request', 'The request URL is not valid.');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError('payload_too_large', 'Request body is too large (16 KiB at most).');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -66,7 +72,7 @@ function fromFastifyError(error: FastifyError): ApiError | null {
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError('invalid_json', 'The request body is not valid JSON.');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new ApiError('validation_error', 'Content-Length does not match the body.');
+      return new ApiError('bad_request', 'Content-Length does not match the body.');
   }
   if (error instanceof SyntaxError)
     return new ApiError('invalid_json', 'The request body is not valid JSON.');
@@ -78,7 +84,7 @@ function fromFastifyError(error: FastifyError): ApiError | null {
       413: 'payload_too_large',
       415: 'unsupported_media_type',
     };
-    return new ApiError(byStatus[status] ?? 'validation_error', error.message);
+    return new ApiError(byStatus[status] ?? 'bad_request', error.message);
   }
   return null;
 }
@@ -122,4 +128,82 @@ export function errorHandler(
       code: apiError.code,
       ...apiError.extras,
     });
+}
+
+/**
+ * A whole HTTP answer with the standard body, for the few that are written
+ * straight to the socket, before Fastify has a request to reply to. It always
+ * closes the connection: what the client sends next cannot be trusted to
+ * start a request.
+ */
+export function rawErrorAnswer(code: ErrorCode, message: string): string {
+  const status = errorStatus[code];
+  const body = JSON.stringify({ error: message, code });
+  const headers = Object.entries(closingHeaders(body)).map(([name, value]) => `${name}: ${value}`);
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers.join('\r\n')}\r\n\r\n${body}`;
+}
+
+/** The same answer through Node's response object, for a request Node has parsed but no route sees. */
+export function writeErrorResponse(
+  response: ServerResponse,
+  code: ErrorCode,
+  message: string,
+): void {
+  const body = JSON.stringify({ error: message, code });
+  response.writeHead(errorStatus[code], closingHeaders(body)).end(body);
+}
+
+function closingHeaders(body: string): Record<string, string> {
+  return {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    Connection: 'close',
+  };
+}
+
+const clientErrorAnswers = {
+  timeout: rawErrorAnswer('request_timeout', 'The request was not received in time.'),
+  headersTooLarge: rawErrorAnswer('headers_too_large', 'The request headers are too large.'),
+  chunkExtensionsTooLarge: rawErrorAnswer(
+    'payload_too_large',
+    'The chunk extensions of the request body are too large.',
+  ),
+  malformed: rawErrorAnswer('bad_request', 'The request is not valid HTTP.'),
+};
+
+/** How long a client that was answered an error may take to close its side. */
+const CLOSE_GRACE_MS = 5000;
+
+/**
+ * Answers what Node's HTTP parser refused (a malformed request, headers over
+ * the size limit, a request not received within the request timeout) with
+ * the standard body and `Connection: close`, then ends the connection once the
+ * answer is out. Ended, not destroyed: Node goes on reading (and dropping)
+ * what the client still sends, so the client reads the answer and a clean
+ * close, not a reset that may discard it. Node calls this again for data that
+ * arrives after the answer; it is written once.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
+  const net = socket as Socket & { _httpMessage?: ServerResponse | null };
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && net.bytesRead === 0) {
+    // A connection opened (a browser's preconnect, say) and never used: no request to answer.
+    socket.destroy();
+    return;
+  }
+  // An answer already under way on this connection cannot be followed by another.
+  if (!socket.writable || net._httpMessage?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const answer =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? clientErrorAnswers.timeout
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? clientErrorAnswers.headersTooLarge
+        : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+          ? clientErrorAnswers.chunkExtensionsTooLarge
+          : clientErrorAnswers.malformed;
+  socket.end(answer);
+  setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
 }

@@ -12,12 +12,14 @@ import {
   profileRef,
   ReferralSchema,
 } from '../http/schemas.js';
+import type { Metrics } from '../ops/metrics.js';
 import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
   referrals: ReferralService;
   sessions: SessionService;
   audit: AuditLog;
+  metrics: Metrics;
 };
 
 const activationMessages: Record<ActivationError, string> = {
@@ -31,7 +33,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions, audit } = options;
+  const { referrals, sessions, audit, metrics } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -68,7 +70,11 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         tags: ['profile'],
         summary: 'Own profile with invite code and referrals',
         security: [{ TokenAuth: [] }],
-        response: { 200: profileRef, 401: errorRef, 503: errorRef },
+        response: {
+          200: Type.Ref('Profile', { description: 'The profile, with the first 100 referrals' }),
+          401: errorRef,
+          503: errorRef,
+        },
       },
     },
     async (request, reply) =>
@@ -89,10 +95,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
           invite_code: Type.String({ minLength: 1, maxLength: 32, examples: ['X9Y8Z7'] }),
         }),
         response: {
-          200: Type.Object({
-            message: Type.String({ examples: ['Invite code activated successfully.'] }),
-            profile: profileRef,
-          }),
+          200: Type.Object(
+            {
+              message: Type.String({ examples: ['Invite code activated successfully.'] }),
+              profile: profileRef,
+            },
+            { description: 'The code is activated; the updated profile' },
+          ),
           ...bodyErrorResponses,
           401: errorRef,
           503: errorRef,
@@ -104,6 +113,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
         audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
       );
+      metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
@@ -128,13 +138,16 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
         }),
         response: {
-          200: Type.Object({
-            count: Type.Integer({ description: 'Total number of referrals' }),
-            results: Type.Array(ReferralSchema),
-            next_cursor: Type.Union([Type.String(), Type.Null()], {
-              description: 'Pass back as `cursor` for the next page; null on the last page',
-            }),
-          }),
+          200: Type.Object(
+            {
+              count: Type.Integer({ description: 'Total number of referrals' }),
+              results: Type.Array(ReferralSchema),
+              next_cursor: Type.Union([Type.String(), Type.Null()], {
+                description: 'Pass back as `cursor` for the next page; null on the last page',
+              }),
+            },
+            { description: 'A page of referrals, oldest first' },
+          ),
           400: errorRef,
           401: errorRef,
           503: errorRef,

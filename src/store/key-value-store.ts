@@ -35,19 +35,41 @@ export interface KeyValueStore {
   /**
    * Adds 1 to each counter (as `increment`) and reads `keys`, all at one
    * instant and in one round trip: the counts are in the order of `counters`,
-   * the values in the order of `keys`. With `take`, the same step then removes
-   * the key read at `keys[take.read]` if its value starts with `take.prefix`
-   * (compared in constant time) and the first counter is at most
-   * `take.whileCountAtMost`, and with it that first counter, which counted
-   * the attempts at what is now gone; `taken` says whether it did. So a
-   * caller that knows only part of a value can consume it without a second
-   * step. On a Redis Cluster all keys must share a hash tag.
+   * the values in the order of `keys`. On a Redis Cluster all keys must share
+   * a hash tag.
    */
   incrementAndGet(
     counters: readonly Counter[],
     keys: readonly string[],
-    take?: Take,
-  ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }>;
+  ): Promise<{ counts: number[]; values: (string | null)[] }>;
+  /**
+   * Adds an event at `nowMs` to the log at `log.key` if fewer than `log.limit`
+   * of its events fall in the window that ends now, (nowMs - windowSeconds,
+   * nowMs]; events older than that are dropped. Otherwise adds nothing and
+   * says how long until enough of them have slid out for one more. An exact
+   * "at most `limit` in any window": the log keeps each event's time (so it
+   * holds up to `limit` entries). `id` names the event for `removeFromLog`.
+   */
+  addToLog(log: LogLimit, nowMs: number): Promise<LogAdded>;
+  /** Removes one event from a log (a reservation given back); nothing if it is gone. */
+  removeFromLog(key: string, id: string): Promise<void>;
+  /**
+   * One guess at a secret record, judged and counted in one atomic step and
+   * one round trip (see `Guess`). In order: if the failures log is full, the
+   * answer is `capped` and nothing is read or counted; a missing record is
+   * `absent` and creates nothing; a record whose attempts are used up is
+   * `exhausted`; a guess the record starts with (compared in constant time)
+   * takes the record and its attempts (`taken`); any other guess is `wrong`,
+   * counted at the record (its attempts expire with it) and in the failures
+   * log. On a Redis Cluster the keys must share a hash tag.
+   */
+  guess(guess: Guess, nowMs: number): Promise<GuessOutcome>;
+  /**
+   * Undoes the counting of a `wrong` guess (refused after all by another
+   * budget): removes its failure from the log and, if the record is still
+   * `record` (not replaced or taken since), one of its attempts.
+   */
+  giveBackGuess(guess: Guess, record: string, failureId: string | undefined): Promise<void>;
   delete(key: string): Promise<void>;
   /** Seconds the key has left; null when it does not exist or never expires. */
   ttlSeconds(key: string): Promise<number | null>;
@@ -59,8 +81,30 @@ export interface KeyValueStore {
 /** A counter for `incrementAndGet`: its key, and the TTL it gets when created. */
 export type Counter = { key: string; ttlSeconds: number };
 
-/** What `incrementAndGet` may remove in the same step: one of the keys it reads, by index. */
-export type Take = { read: number; prefix: string; whileCountAtMost: number };
+/** A sliding log for `addToLog`: its key, and at most `limit` events in any `windowSeconds`. */
+export type LogLimit = { key: string; limit: number; windowSeconds: number };
+
+export type LogAdded = { ok: true; id: string } | { ok: false; retryAfterMs: number };
+
+/** What `guess` guesses at, and the budgets it counts in. */
+export type Guess = {
+  /** The record guessed at. */
+  key: string;
+  /** A right guess: what the record starts with. */
+  prefix: string;
+  /** Guesses at this record; it goes with the record. */
+  attemptsKey: string;
+  maxAttempts: number;
+  /** Wrong guesses across records (e.g. per number and hour); none when absent. */
+  failures?: LogLimit;
+};
+
+export type GuessOutcome =
+  | { outcome: 'capped'; retryAfterMs: number }
+  | { outcome: 'absent' }
+  | { outcome: 'exhausted'; record: string }
+  | { outcome: 'taken'; record: string }
+  | { outcome: 'wrong'; record: string; attempt: number; failureId?: string };
 
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';

@@ -1,7 +1,17 @@
 import type { Clock } from '../lib/clock.js';
-import type { Counter, KeyValueStore, Take } from './key-value-store.js';
+import type {
+  Counter,
+  Guess,
+  GuessOutcome,
+  KeyValueStore,
+  LogAdded,
+  LogLimit,
+} from './key-value-store.js';
 
-type Entry = { value: string; expiresAtMs: number };
+type LogEvent = { atMs: number; id: string };
+
+/** A value, or a sliding log (`addToLog`), whose events are kept oldest first. */
+type Entry = { value: string; expiresAtMs: number; events?: LogEvent[] };
 
 /**
  * In-process store for a single instance (the embedded default). Node runs one
@@ -11,6 +21,7 @@ type Entry = { value: string; expiresAtMs: number };
 export class MemoryStore implements KeyValueStore {
   private readonly entries = new Map<string, Entry>();
   private readonly sweeper: NodeJS.Timeout;
+  private nextEventId = 0;
 
   constructor(private readonly clock: Clock) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
@@ -86,21 +97,88 @@ export class MemoryStore implements KeyValueStore {
   async incrementAndGet(
     counters: readonly Counter[],
     keys: readonly string[],
-    take?: Take,
-  ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }> {
+  ): Promise<{ counts: number[]; values: (string | null)[] }> {
     const nowMs = this.nowMs();
     const counts = counters.map((counter) => this.add(counter.key, counter.ttlSeconds, 1, nowMs));
     const values = keys.map((key) => this.live(key, nowMs)?.value ?? null);
-    let taken = false;
-    const takeKey = take && keys[take.read];
-    if (take && takeKey !== undefined && (counts[0] ?? 0) <= take.whileCountAtMost) {
-      taken = startsWithInConstantTime(values[take.read] ?? null, take.prefix);
-      if (taken) {
-        this.entries.delete(takeKey);
-        if (counters[0]) this.entries.delete(counters[0].key);
-      }
+    return { counts, values };
+  }
+
+  async addToLog(log: LogLimit, nowMs: number): Promise<LogAdded> {
+    const events = this.eventsOf(log, nowMs);
+    const retryAfterMs = this.logWait(log, events, nowMs);
+    if (retryAfterMs !== null) return { ok: false, retryAfterMs };
+    return { ok: true, id: this.logEvent(log, events, nowMs) };
+  }
+
+  async removeFromLog(key: string, id: string): Promise<void> {
+    const entry = this.live(key);
+    if (entry?.events) entry.events = entry.events.filter((event) => event.id !== id);
+  }
+
+  async guess(guess: Guess, nowMs: number): Promise<GuessOutcome> {
+    const storeNowMs = this.nowMs();
+    const events = guess.failures ? this.eventsOf(guess.failures, nowMs) : [];
+    if (guess.failures) {
+      const retryAfterMs = this.logWait(guess.failures, events, nowMs);
+      if (retryAfterMs !== null) return { outcome: 'capped', retryAfterMs };
     }
-    return { counts, values, taken };
+    const entry = this.live(guess.key, storeNowMs);
+    if (entry === undefined) return { outcome: 'absent' };
+    const record = entry.value;
+    const attempts = this.live(guess.attemptsKey, storeNowMs);
+    const attempt = Number(attempts?.value ?? 0) + 1;
+    if (attempt > guess.maxAttempts) return { outcome: 'exhausted', record };
+    if (startsWithInConstantTime(record, guess.prefix)) {
+      this.entries.delete(guess.key);
+      this.entries.delete(guess.attemptsKey);
+      return { outcome: 'taken', record };
+    }
+    // The attempts expire with the record they count.
+    this.entries.set(guess.attemptsKey, { value: String(attempt), expiresAtMs: entry.expiresAtMs });
+    if (!guess.failures) return { outcome: 'wrong', record, attempt };
+    const failureId = this.logEvent(guess.failures, events, nowMs);
+    return { outcome: 'wrong', record, attempt, failureId };
+  }
+
+  async giveBackGuess(guess: Guess, record: string, failureId: string | undefined): Promise<void> {
+    if (guess.failures && failureId !== undefined)
+      await this.removeFromLog(guess.failures.key, failureId);
+    if (this.live(guess.key)?.value !== record) return;
+    const attempts = this.live(guess.attemptsKey);
+    if (attempts && Number(attempts.value) > 0) attempts.value = String(Number(attempts.value) - 1);
+  }
+
+  /** The events of a log still inside its window at `nowMs`, oldest first; older ones are dropped. */
+  private eventsOf(log: LogLimit, nowMs: number): LogEvent[] {
+    const entry = this.live(log.key);
+    if (entry?.events === undefined) return [];
+    const windowStartMs = nowMs - log.windowSeconds * 1000;
+    entry.events = entry.events.filter((event) => event.atMs > windowStartMs);
+    return entry.events;
+  }
+
+  /** Milliseconds until one more event fits the log, or null when it fits now. */
+  private logWait(log: LogLimit, events: LogEvent[], nowMs: number): number | null {
+    if (events.length < log.limit) return null;
+    const freeing = events[events.length - log.limit] as LogEvent;
+    return freeing.atMs + log.windowSeconds * 1000 - nowMs;
+  }
+
+  private logEvent(log: LogLimit, events: LogEvent[], nowMs: number): string {
+    const id = String(this.nextEventId++);
+    // Kept in time order: instances of one deployment may pass clocks a little apart.
+    let at = events.length;
+    while (at > 0 && (events[at - 1] as LogEvent).atMs > nowMs) at--;
+    events.splice(at, 0, { atMs: nowMs, id });
+    this.entries.set(log.key, { value: '', events, expiresAtMs: this.expiry(log.windowSeconds) });
+    return id;
+  }
+
+  /** Keys held now, expired ones not counted (for tests: what state a request left behind). */
+  keyCount(): number {
+    this.sweep();
+    return this.entries.size;
   }
 
   async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {

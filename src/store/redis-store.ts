@@ -1,11 +1,14 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
 import {
   type Counter,
+  type Guess,
+  type GuessOutcome,
   type KeyValueStore,
+  type LogAdded,
+  type LogLimit,
   StoreUnavailableError,
-  type Take,
 } from './key-value-store.js';
 
 // Scripts run on one node of a Redis Cluster: these touch one key each, the
@@ -24,8 +27,7 @@ const SET_AND_DELETE = script(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`);
-// KEYS: the counters, then the keys to read. ARGV: the number of counters,
-// their TTLs, then for a take: the index of the key read, prefix, count limit.
+// KEYS: the counters, then the keys to read. ARGV: the number of counters, their TTLs.
 const INCREMENT_AND_GET = script(`
 local counters = tonumber(ARGV[1])
 local result = {}
@@ -34,24 +36,68 @@ for i = 1, counters do
   if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
 end
 for i = counters + 1, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
-local taken = 0
-local take = ARGV[counters + 2]
-if take and (counters == 0 or result[1] <= tonumber(ARGV[counters + 4])) then
-  local index = counters + 1 + tonumber(take)
-  local prefix = ARGV[counters + 3]
-  local value = result[index]
-  if value and #value >= #prefix then
-    -- In constant time: every byte is compared, whatever the first difference.
-    local byte, bor, bxor, diff = string.byte, bit.bor, bit.bxor, 0
-    for i = 1, #prefix do diff = bor(diff, bxor(byte(value, i), byte(prefix, i))) end
-    if diff == 0 then
-      taken = redis.call('DEL', KEYS[index])
-      if counters > 0 then redis.call('DEL', KEYS[1]) end
-    end
+return result`);
+// A sliding log is a sorted set of event ids scored by their time (ms).
+// LOG_WAIT drops the events that have slid out of the window ending at \`now\`
+// and sets \`wait\` to the ms until one more fits, or nil when one fits now.
+const LOG_WAIT = (key: string, now: string, window: string, limit: string) => `
+redis.call('ZREMRANGEBYSCORE', ${key}, '-inf', ${now} - ${window})
+local held = redis.call('ZCARD', ${key})
+local wait = nil
+if held >= ${limit} then
+  local freeing = redis.call('ZRANGE', ${key}, held - ${limit}, held - ${limit}, 'WITHSCORES')
+  wait = tonumber(freeing[2]) + ${window} - ${now}
+end`;
+const LOG_ADD = (key: string, now: string, window: string, id: string) => `
+redis.call('ZADD', ${key}, ${now}, ${id})
+redis.call('PEXPIRE', ${key}, ${window})`;
+// KEYS[1]: the log. ARGV: now (ms), window (ms), limit, the new event's id.
+// Returns 0 when added, else the ms to wait.
+const ADD_TO_LOG = script(`
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+${LOG_WAIT('KEYS[1]', 'now', 'window', 'limit')}
+if wait then return wait end
+${LOG_ADD('KEYS[1]', 'now', 'window', 'ARGV[4]')}
+return 0`);
+// KEYS: the record, its attempts, and the failures log if any. ARGV: prefix,
+// max attempts, now (ms), and for a log: window (ms), limit, the failure's id.
+const GUESS = script(`
+local now = tonumber(ARGV[3])
+local log = KEYS[3]
+if log then
+  local window, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+  ${LOG_WAIT('log', 'now', 'window', 'limit')}
+  if wait then return {'capped', wait} end
+end
+local record = redis.call('GET', KEYS[1])
+if not record then return {'absent'} end
+local attempt = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+if attempt > tonumber(ARGV[2]) then return {'exhausted', record} end
+local prefix = ARGV[1]
+if #record >= #prefix then
+  -- In constant time: every byte is compared, whatever the first difference.
+  local byte, bor, bxor, diff = string.byte, bit.bor, bit.bxor, 0
+  for i = 1, #prefix do diff = bor(diff, bxor(byte(record, i), byte(prefix, i))) end
+  if diff == 0 then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    return {'taken', record}
   end
 end
-result[#KEYS + 1] = taken
-return result`);
+-- The attempts expire with the record they count.
+redis.call('SET', KEYS[2], attempt, 'PX', math.max(1, redis.call('PTTL', KEYS[1])))
+if log then
+  ${LOG_ADD('log', 'now', 'ARGV[4]', 'ARGV[6]')}
+end
+return {'wrong', record, attempt}`);
+// KEYS: the record, its attempts, and the failures log if any. ARGV: the
+// record guessed at, and the failure's id.
+const GIVE_BACK_GUESS = script(`
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local attempts = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if attempts > 0 then redis.call('DECR', KEYS[2]) end
+end
+return 1`);
 const DELETE_IF_EQUALS = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`);
@@ -66,20 +112,48 @@ export type RedisStoreOptions = {
   keyPrefix?: string;
 };
 
+/** A command unanswered this long fails (a 503); Redis answers ours in well under a millisecond. */
+const COMMAND_TIMEOUT_MS = 3000;
+/**
+ * Timed-out commands in a row, with no answer between them, after which the
+ * connection is replaced. One can be a slow Redis whose answer comes late
+ * (and is matched to it); two in a row mean nothing comes back on it.
+ */
+const TIMEOUTS_BEFORE_RECONNECT = 2;
+
 /**
  * The shared store for production: every instance sees the same codes and
  * counters. Commands fail fast while Redis is unreachable (no offline queue),
  * so requests get a 503 instead of hanging, and the client reconnects by itself.
+ *
+ * A connection can also stay open and stop working: when bytes were lost on
+ * the way (a proxy or a network that took them and answered nothing), every
+ * later reply is matched to an earlier command, so each new command waits for
+ * an answer that went to another, for ever. Such a connection is replaced:
+ * when it is silent for a while with commands waiting (socketTimeout), and
+ * when commands time out in a row on it.
  */
 export class RedisStore implements KeyValueStore {
   private readonly client: RedisClient;
   private readonly prefix: string;
+  private readonly logger: Logger;
   /** Its connections are corked until this turn of the event loop ends (see send). */
   private corked = false;
+  /** Ids of log events: unique across instances (a random prefix) without drawing bytes for each. */
+  private readonly eventIdPrefix = randomBytes(6).toString('base64url');
+  private nextEventId = 0;
+  /** Counts (re)connections: a timeout counts against the connection its command went out on. */
+  private connection = 0;
+  private timeoutsInARow = 0;
 
-  private constructor(client: RedisClient, prefix: string) {
+  private constructor(client: RedisClient, prefix: string, logger: Logger) {
     this.client = client;
     this.prefix = prefix;
+    this.logger = logger;
+    client.on('ready', () => {
+      this.connection++;
+      this.timeoutsInARow = 0;
+    });
   }
 
   static async connect(options: RedisStoreOptions): Promise<RedisStore> {
@@ -88,7 +162,23 @@ export class RedisStore implements KeyValueStore {
       .map((s) => s.trim())
       .filter(Boolean);
     // Per connection (each node of a cluster has its own).
-    const connection = { maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 3000 };
+    const connection = {
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3000,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      // Commands waiting and no byte back for this long: the connection is
+      // dropped and made again. A bit longer than a command's timeout, so
+      // that the command fails first, with its own error.
+      socketTimeout: COMMAND_TIMEOUT_MS + 2000,
+      // Idle connections are probed by TCP too, so a peer gone without a
+      // word (a failover, a NAT entry expired) is noticed between requests.
+      keepAlive: 10_000,
+      // A command that was waiting when its connection dropped has been
+      // answered (a 503, after its timeout) by the time a new connection is
+      // ready: sending it again then would apply a change, or take a code,
+      // that its caller was told failed.
+      autoResendUnfulfilledCommands: false,
+    };
     const clientOptions = { enableOfflineQueue: false, lazyConnect: true };
     const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
     let client: RedisClient;
@@ -122,17 +212,30 @@ export class RedisStore implements KeyValueStore {
       client.disconnect();
       throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
     }
-    return new RedisStore(client, options.keyPrefix ?? '');
+    return new RedisStore(client, options.keyPrefix ?? '', options.logger);
   }
 
   private async run<T>(operation: () => Promise<T>): Promise<T> {
+    const connection = this.connection;
     try {
-      return await operation();
+      const value = await operation();
+      if (connection === this.connection) this.timeoutsInARow = 0;
+      return value;
     } catch (error) {
       // A ReplyError is Redis refusing a command: a bug, not an outage.
       if (error instanceof ReplyError) throw error;
+      if ((error as Error).message === 'Command timed out') this.timedOut(connection);
       throw new StoreUnavailableError(`Redis is unreachable: ${(error as Error).message}`);
     }
+  }
+
+  private timedOut(connection: number): void {
+    if (connection !== this.connection) return;
+    if (++this.timeoutsInARow < TIMEOUTS_BEFORE_RECONNECT) return;
+    this.connection++;
+    this.timeoutsInARow = 0;
+    this.logger.warn('Redis answered nothing to several commands in a row: reconnecting');
+    this.client.disconnect(true);
   }
 
   private k(key: string): string {
@@ -233,24 +336,82 @@ export class RedisStore implements KeyValueStore {
   incrementAndGet(
     counters: readonly Counter[],
     keys: readonly string[],
-    take?: Take,
-  ): Promise<{ counts: number[]; values: (string | null)[]; taken: boolean }> {
+  ): Promise<{ counts: number[]; values: (string | null)[] }> {
     return this.run(async () => {
       const reply = (await this.script(
         INCREMENT_AND_GET,
-        counters.length > 0 ? [...counters.map((c) => c.key), ...keys] : keys,
-        [
-          counters.length,
-          ...counters.map((c) => c.ttlSeconds),
-          ...(take ? [take.read, take.prefix, take.whileCountAtMost] : []),
-        ],
+        [...counters.map((c) => c.key), ...keys],
+        [counters.length, ...counters.map((c) => c.ttlSeconds)],
       )) as (number | string | null)[];
-      const end = counters.length + keys.length;
       return {
         counts: reply.slice(0, counters.length).map(Number),
-        values: reply.slice(counters.length, end) as (string | null)[],
-        taken: reply[end] === 1,
+        values: reply.slice(counters.length) as (string | null)[],
       };
+    });
+  }
+
+  private eventId(): string {
+    return `${this.eventIdPrefix}.${(this.nextEventId++).toString(36)}`;
+  }
+
+  addToLog(log: LogLimit, nowMs: number): Promise<LogAdded> {
+    return this.run(async () => {
+      const id = this.eventId();
+      const wait = Number(
+        await this.script(ADD_TO_LOG, [log.key], [nowMs, log.windowSeconds * 1000, log.limit, id]),
+      );
+      return wait > 0 ? { ok: false, retryAfterMs: wait } : { ok: true, id };
+    });
+  }
+
+  removeFromLog(key: string, id: string): Promise<void> {
+    return this.run(async () => {
+      await this.send().zrem(this.k(key), id);
+    });
+  }
+
+  guess(guess: Guess, nowMs: number): Promise<GuessOutcome> {
+    return this.run(async () => {
+      const { failures } = guess;
+      const failureId = failures ? this.eventId() : undefined;
+      const reply = (await this.script(
+        GUESS,
+        failures ? [guess.key, guess.attemptsKey, failures.key] : [guess.key, guess.attemptsKey],
+        [
+          guess.prefix,
+          guess.maxAttempts,
+          nowMs,
+          ...(failures ? [failures.windowSeconds * 1000, failures.limit, failureId as string] : []),
+        ],
+      )) as [GuessOutcome['outcome'], (string | number)?, number?];
+      const [outcome, detail, attempt] = reply;
+      switch (outcome) {
+        case 'capped':
+          return { outcome, retryAfterMs: Number(detail) };
+        case 'absent':
+          return { outcome };
+        case 'exhausted':
+        case 'taken':
+          return { outcome, record: String(detail) };
+        case 'wrong':
+          return {
+            outcome,
+            record: String(detail),
+            attempt: Number(attempt),
+            ...(failureId ? { failureId } : {}),
+          };
+      }
+    });
+  }
+
+  giveBackGuess(guess: Guess, record: string, failureId: string | undefined): Promise<void> {
+    return this.run(async () => {
+      const log = guess.failures && failureId !== undefined ? guess.failures.key : undefined;
+      await this.script(
+        GIVE_BACK_GUESS,
+        log ? [guess.key, guess.attemptsKey, log] : [guess.key, guess.attemptsKey],
+        log ? [record, failureId as string] : [record],
+      );
     });
   }
 

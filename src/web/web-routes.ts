@@ -1,11 +1,22 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 
 /** `web/` at the repository root, reached the same way from `src/web/` and from `dist/web/`. */
 const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
+
+/**
+ * libphonenumber-js's browser bundle, from the installed package: the page formats numbers for
+ * people the way the server parses them, without a build step and without a CDN.
+ */
+const phoneBundleRoot = join(
+  dirname(createRequire(import.meta.url).resolve('libphonenumber-js/package.json')),
+  'bundle',
+);
+const PHONE_BUNDLE = 'libphonenumber-min.js';
 
 /**
  * The page keeps the API token in localStorage, so script injection is the threat that matters:
@@ -24,7 +35,7 @@ export const contentSecurityPolicy = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const securityHeaders = {
+export const securityHeaders = {
   'content-security-policy': contentSecurityPolicy,
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
@@ -65,6 +76,21 @@ export async function webRoutes(app: FastifyInstance): Promise<void> {
     dotfiles: 'deny',
     // Each page has one address, `/` and `/admin/`.
     allowedPath: (pathName) => pathName !== '/index.html' && pathName !== '/admin/index.html',
+    cacheControl: false,
+    setHeaders(res) {
+      for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
+      res.setHeader('cache-control', 'no-cache');
+    },
+  });
+
+  await app.register(fastifyStatic, {
+    root: phoneBundleRoot,
+    prefix: '/assets/vendor/',
+    schemaHide: true,
+    index: false,
+    decorateReply: false,
+    allowedPath: (pathName) =>
+      pathName === `/${PHONE_BUNDLE}` || pathName === `/${PHONE_BUNDLE}.map`,
     cacheControl: false,
     setHeaders(res) {
       for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);

@@ -33,6 +33,7 @@ const DETAIL_KEYS = new Set([
   'created_user',
   'os_user',
   'host',
+  'withheld',
 ]);
 
 describe.each(backends)('audit log (%s)', (backend) => {
@@ -166,6 +167,25 @@ describe.each(backends)('audit log (%s)', (backend) => {
     // The code was used up by that attempt: nothing more is written for it.
     expect((await verify(phone, code)).statusCode).toBe(400);
     expect(await rowCount()).toBe(before + 1);
+  });
+
+  it('a blocked number is sent nothing; its withheld code is recorded, and refused when used', async () => {
+    t = await createTestApp({ backend, env: quick });
+    const staff = await signInStaff(t);
+    const user = await signIn(t);
+    const phone = user.user.phone_number;
+    await post(staff, `/api/admin/users/${user.user.id}/block/`);
+    const sent = t.sms.sent.length;
+    const code = await requestCode(t, phone);
+    expect(t.sms.sent.length).toBe(sent);
+    const refused = await verify(phone, code);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toEqual({ error: 'This account is blocked.', code: 'forbidden' });
+    const own = await entries(staff, `&user_id=${user.user.id}`);
+    expect(own.slice(0, 2).map(({ type, details }) => ({ type, details }))).toEqual([
+      { type: 'sign_in_failed', details: { phone_number: phone, reason: 'blocked' } },
+      { type: 'code_sent', details: { phone_number: phone, withheld: true } },
+    ]);
   });
 
   it('records activations, logouts and admin actions with their actor', async () => {

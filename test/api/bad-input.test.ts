@@ -108,7 +108,7 @@ describe.each(backends)('bad input (%s)', (backend) => {
       payload: '{"phone_number":true}',
       contentType: json,
       status: 400,
-      code: 'invalid_phone',
+      code: 'validation_error',
     },
     {
       name: 'phone huge',
@@ -271,14 +271,51 @@ describe.each(backends)('bad input (%s)', (backend) => {
     });
   });
 
-  it('a phone number sent as a JSON number is read as its digits', async () => {
-    const res = await t.app.inject({
+  it('a number or an array where a string is expected is a validation_error, not coerced', async () => {
+    const mustBeString = (field: string) => ({
+      error: 'Invalid input.',
+      code: 'validation_error',
+      fields: { [field]: ['Must be of type string.'] },
+    });
+    for (const [url, payload, field] of [
+      ['/api/auth/request-code/', '{"phone_number":79997770004}', 'phone_number'],
+      ['/api/auth/request-code/', '{"phone_number":["+79997770004"]}', 'phone_number'],
+      ['/api/auth/verify-code/', '{"phone_number":"+79997770004","code":1234}', 'code'],
+      ['/api/auth/verify-code/', '{"phone_number":"+79997770004","code":["1234"]}', 'code'],
+    ] as const) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': json },
+        payload,
+      });
+      expect(res.statusCode, payload).toBe(400);
+      expect(res.json(), payload).toEqual(mustBeString(field));
+    }
+    const activation = await t.app.inject({
+      method: 'POST',
+      url: '/api/profile/',
+      headers: { ...auth(user.token), 'content-type': json },
+      payload: '{"invite_code":123456}',
+    });
+    expect(activation.json()).toEqual(mustBeString('invite_code'));
+  });
+
+  it('form bodies and query strings, text by nature, are still read', async () => {
+    const form = await t.app.inject({
       method: 'POST',
       url: '/api/auth/request-code/',
-      headers: { 'content-type': json },
-      payload: '{"phone_number":79991234567}',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'phone_number=%2B79997770005',
     });
-    expect(res.statusCode).toBe(200);
+    expect(form.statusCode, form.body).toBe(200);
+    const page = await t.app.inject({
+      method: 'GET',
+      url: '/api/profile/referrals/?limit=2',
+      headers: auth(user.token),
+    });
+    expect(page.statusCode, page.body).toBe(200);
+    expect(page.json()).toEqual({ count: 0, results: [], next_cursor: null });
   });
 
   it('unknown paths are a 404, known paths with another method a 405', async () => {

@@ -1,5 +1,42 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { backends, createTestApp, nextPhone, type TestApp } from '../helper.js';
+import { sql } from 'drizzle-orm';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { MemoryStore } from '../../src/store/memory-store.js';
+import { backends, createTestApp, nextPhone, signIn, type TestApp } from '../helper.js';
+
+const admin = process.env.TEST_REDIS_URL ? new Redis(process.env.TEST_REDIS_URL) : undefined;
+afterAll(async () => {
+  await admin?.quit();
+});
+
+/** Keys a test app's store holds now: what its requests left behind. */
+async function keyCount(t: TestApp): Promise<number> {
+  if (t.backend === 'embedded') return (t.deps.store as MemoryStore).keyCount();
+  let count = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await (admin as Redis).scan(
+      cursor,
+      'MATCH',
+      `${t.storage.redisKeyPrefix}*`,
+      'COUNT',
+      1000,
+    );
+    cursor = next;
+    count += keys.length;
+  } while (cursor !== '0');
+  return count;
+}
+
+const HOUR_MS = 3_600_000;
+
+/** The most of `times` (ms) that fall in any one hour. */
+function mostInAnHour(times: number[]): number {
+  return Math.max(
+    0,
+    ...times.map((start) => times.filter((at) => at >= start && at < start + HOUR_MS).length),
+  );
+}
 
 describe.each(backends)('abuse limits (%s)', (backend) => {
   const apps: TestApp[] = [];
@@ -19,36 +56,43 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
       remoteAddress: ip,
       headers,
     });
-  const verify = (t: TestApp, phone_number: string, code: string) =>
+  const verify = (t: TestApp, phone_number: string, code: string, ip = '203.0.113.7') =>
     t.app.inject({
       method: 'POST',
       url: '/api/auth/verify-code/',
       payload: { phone_number, code },
+      remoteAddress: ip,
     });
 
-  const expectLimited = (res: {
-    statusCode: number;
-    json(): unknown;
-    headers: Record<string, unknown>;
-  }) => {
+  type Response = { statusCode: number; json(): unknown; headers: Record<string, unknown> };
+
+  /** A 429 with the whole body and the Retry-After header; returns retry_after. */
+  const expectTooMany = (res: Response, code: string, error: string) => {
     expect(res.statusCode).toBe(429);
     const body = res.json() as { retry_after: number };
-    expect(body).toEqual({
-      error: 'Too many codes requested. Try again later.',
-      code: 'rate_limited',
-      retry_after: expect.any(Number),
-    });
+    expect(body).toEqual({ error, code, retry_after: expect.any(Number) });
+    expect(body.retry_after).toBeGreaterThanOrEqual(1);
     expect(res.headers['retry-after']).toBe(String(body.retry_after));
     return body.retry_after;
   };
+  const expectLimited = (res: Response, error = 'Too many codes requested. Try again later.') =>
+    expectTooMany(res, 'rate_limited', error);
+  const cooldownMessage = (seconds: string) =>
+    `A code was just sent. You can request a new one in ${seconds}.`;
+  const wrongFor = (code: string) => (code === '0000' ? '1111' : '0000');
 
   it('resend cooldown per number, shared by every way of writing it', async () => {
     const t = await make({ OTP_RESEND_COOLDOWN_SECONDS: '60' });
     expect((await requestCode(t, '+79991112233')).statusCode).toBe(200);
     t.clock.advance(15);
-    expect(expectLimited(await requestCode(t, '8 (999) 111-22-33'))).toBe(45);
+    // The answer says a code is on its way, and when the next may be asked for.
+    expect(
+      expectLimited(await requestCode(t, '8 (999) 111-22-33'), cooldownMessage('45 seconds')),
+    ).toBe(45);
     t.clock.advance(44);
-    expect(expectLimited(await requestCode(t, '+7 999 111 22 33'))).toBe(1);
+    expect(
+      expectLimited(await requestCode(t, '+7 999 111 22 33'), cooldownMessage('1 second')),
+    ).toBe(1);
     t.clock.advance(1);
     expect((await requestCode(t, '89991112233')).statusCode).toBe(200);
     expect(t.sms.sent).toHaveLength(2);
@@ -62,19 +106,50 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
       t.clock.advance(60);
     }
     const retryAfter = expectLimited(await requestCode(t, phone));
-    expect(retryAfter).toBeGreaterThan(0);
-    // The sliding-window estimate spreads the previous hour's sends evenly, so a
-    // burst at the start of an hour can mean waiting past the hour itself.
-    expect(retryAfter).toBeLessThanOrEqual(2 * 3600);
+    // Exactly until the first of the five is an hour old.
+    expect(retryAfter).toBe(3600 - 300);
     expect((await requestCode(t, nextPhone())).statusCode).toBe(200);
+    t.clock.advance(retryAfter - 1);
+    expect(expectLimited(await requestCode(t, phone))).toBe(1);
     // Waiting as told lets the next one through; no double burst at the hour boundary.
-    t.clock.advance(retryAfter);
+    t.clock.advance(1);
     expect((await requestCode(t, phone)).statusCode).toBe(200);
     expectLimited(await requestCode(t, phone));
     t.clock.advance(2 * 3600);
     for (let i = 0; i < 5; i++) expect((await requestCode(t, phone)).statusCode).toBe(200);
     expectLimited(await requestCode(t, phone));
     expect(t.sms.sent.filter((m) => m.to === phone)).toHaveLength(11);
+  });
+
+  it('the hourly caps are exact: a code every 61 s, guessed wrong each time, gets at most 5 codes and 25 guesses in any hour', async () => {
+    // The defaults; the slow attack that got 9 codes and 45 compared guesses
+    // into one hour when the caps were estimated from two fixed windows.
+    const t = await make({});
+    const phone = nextPhone();
+    t.clock.advance(55 * 60 + 30);
+    const sentAt: number[] = [];
+    const comparedAt: number[] = [];
+    for (let elapsed = 0; elapsed < 3 * 3600; elapsed += 61) {
+      const res = await requestCode(t, phone);
+      if (res.statusCode === 200) {
+        sentAt.push(t.clock.now().getTime());
+        const wrong = wrongFor(res.json().dev_code as string);
+        for (let i = 0; i < 5; i++) {
+          const guess = await verify(t, phone, wrong);
+          if (guess.statusCode !== 400) break;
+          comparedAt.push(t.clock.now().getTime());
+        }
+      } else {
+        expect(res.statusCode).toBe(429);
+      }
+      t.clock.advance(61);
+    }
+    expect(mostInAnHour(sentAt)).toBe(5);
+    expect(mostInAnHour(comparedAt)).toBe(25);
+    // And no more refused than needed: five codes in each of the three hours.
+    expect(sentAt).toHaveLength(15);
+    expect(comparedAt).toHaveLength(75);
+    expect(t.sms.sent).toHaveLength(15);
   });
 
   it('per-IP hourly cap, with X-Forwarded-For only when TRUST_PROXY is on', async () => {
@@ -162,6 +237,35 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     t.clock.advance(2 * 3600);
     const fresh = (await requestCode(t, phone)).json().dev_code as string;
     expect((await verify(t, phone, fresh)).statusCode).toBe(200);
+  });
+
+  it('a wrong guess leaves the hourly cap exactly an hour after it was made', async () => {
+    const t = await make({
+      OTP_RESEND_COOLDOWN_SECONDS: '0',
+      OTP_TTL_SECONDS: '7200',
+      OTP_MAX_ATTEMPTS: '10',
+      OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '3',
+    });
+    const phone = nextPhone();
+    const code = (await requestCode(t, phone)).json().dev_code as string;
+    for (const left of [9, 8, 7]) {
+      expect((await verify(t, phone, wrongFor(code))).json()).toEqual({
+        error: 'Invalid verification code.',
+        code: 'invalid_code',
+        attempts_left: left,
+      });
+      t.clock.advance(10);
+    }
+    const locked = 'Too many wrong codes for this number. Try again later.';
+    expect(expectTooMany(await verify(t, phone, code), 'too_many_attempts', locked)).toBe(3570);
+    t.clock.advance(3569);
+    expect(expectTooMany(await verify(t, phone, code), 'too_many_attempts', locked)).toBe(1);
+    t.clock.advance(1);
+    // The refused guesses were not counted, at the code or in the hour.
+    expect((await verify(t, phone, wrongFor(code))).json().attempts_left).toBe(6);
+    expect(expectTooMany(await verify(t, phone, code), 'too_many_attempts', locked)).toBe(10);
+    t.clock.advance(10);
+    expect((await verify(t, phone, code)).statusCode).toBe(200);
   });
 
   it('a burst of parallel wrong guesses compares no more than the hourly cap', async () => {
@@ -254,5 +358,170 @@ describe.each(backends)('abuse limits (%s)', (backend) => {
     expect((await a.app.inject({ method: 'GET', url: '/api/profile/', headers })).statusCode).toBe(
       401,
     );
+  });
+
+  it('verify-code is capped per client across numbers; refusals cost the numbers nothing', async () => {
+    const t = await make({ OTP_MAX_VERIFY_PER_IP_PER_HOUR: '10' });
+    const phones = Array.from({ length: 5 }, () => nextPhone());
+    const codes: string[] = [];
+    for (const phone of phones) codes.push((await requestCode(t, phone)).json().dev_code);
+    const client = '198.51.100.7';
+    const refusal = 'Too many verification attempts from your network. Try again later.';
+    for (let i = 0; i < 9; i++) {
+      const res = await verify(
+        t,
+        phones[i % 5] as string,
+        wrongFor(codes[i % 5] as string),
+        client,
+      );
+      expect(res.statusCode).toBe(400);
+    }
+    // A sign-in is not a failed verification: it does not count.
+    expect((await verify(t, phones[4] as string, codes[4] as string, client)).statusCode).toBe(200);
+    expect(
+      (await verify(t, phones[0] as string, wrongFor(codes[0] as string), client)).json(),
+    ).toEqual({ error: 'Invalid verification code.', code: 'invalid_code', attempts_left: 2 });
+    // The eleventh failure is refused, right code or wrong, and was not counted at the number.
+    const retryAfter = expectTooMany(
+      await verify(t, phones[1] as string, wrongFor(codes[1] as string), client),
+      'too_many_attempts',
+      refusal,
+    );
+    expect(retryAfter).toBeGreaterThan(3600 - 60);
+    expectTooMany(
+      await verify(t, phones[2] as string, codes[2] as string, client),
+      'too_many_attempts',
+      refusal,
+    );
+    expect(
+      (await verify(t, phones[1] as string, wrongFor(codes[1] as string), '198.51.100.8')).json(),
+    ).toEqual({ error: 'Invalid verification code.', code: 'invalid_code', attempts_left: 2 });
+    // The refused right code says nothing, and is used up: it could not sign in now anyway.
+    expect(
+      (await verify(t, phones[2] as string, codes[2] as string, '198.51.100.8')).json().code,
+    ).toBe('code_expired');
+
+    // A burst from one client compares no more than the cap, across numbers.
+    const others = Array.from({ length: 10 }, () => nextPhone());
+    for (const phone of others) await requestCode(t, phone);
+    const burst = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        verify(
+          t,
+          others[i % 10] as string,
+          wrongFor(t.sms.lastCodeFor(others[i % 10] as string) as string),
+          '192.0.2.200',
+        ),
+      ),
+    );
+    expect(burst.filter((r) => r.statusCode === 400)).toHaveLength(10);
+    for (const r of burst.filter((r) => r.statusCode !== 400))
+      expectTooMany(r, 'too_many_attempts', refusal);
+
+    // One IPv6 client is one /64.
+    const fresh = nextPhone();
+    const freshCode = (await requestCode(t, fresh)).json().dev_code as string;
+    for (let i = 1; i <= 10; i++)
+      expect((await verify(t, nextPhone(), '1234', `2001:db8:5:6::${i}`)).json().code).toBe(
+        'code_expired',
+      );
+    expectTooMany(
+      await verify(t, fresh, wrongFor(freshCode), '2001:db8:5:6:ffff::9'),
+      'too_many_attempts',
+      refusal,
+    );
+    expect((await verify(t, fresh, freshCode, '2001:db8:5:7::1')).statusCode).toBe(200);
+  });
+
+  it('guesses at numbers without a live code create no state', async () => {
+    const t = await make({ OTP_MAX_VERIFY_PER_IP_PER_HOUR: '1000' });
+    const before = await keyCount(t);
+    const numbers = Array.from({ length: 100 }, () => nextPhone());
+    for (let round = 0; round < 2; round++) {
+      const answers = await Promise.all(numbers.map((phone) => verify(t, phone, '1234')));
+      for (const answer of answers) expect(answer.json().code).toBe('code_expired');
+    }
+    // One key: the client's count of verifications, not one for each number.
+    expect((await keyCount(t)) - before).toBe(1);
+  });
+
+  it('a code that could not be sent costs the number nothing, but counts for the client', async () => {
+    const t = await make({ OTP_MAX_PER_PHONE_PER_HOUR: '1', OTP_MAX_PER_IP_PER_HOUR: '3' });
+    const phone = nextPhone();
+    t.sms.failing = true;
+    for (let i = 0; i < 2; i++) {
+      const res = await requestCode(t, phone);
+      expect(res.statusCode).toBe(502);
+      expect(res.json()).toEqual({
+        error: 'The SMS could not be delivered. Try again later.',
+        code: 'sms_delivery_failed',
+      });
+    }
+    t.sms.failing = false;
+    // At once, within the cooldown of the failures, and within the number's cap of one an hour.
+    const sent = await requestCode(t, phone);
+    expect(sent.statusCode).toBe(200);
+    expect(t.sms.sent).toEqual([
+      { to: phone, text: expect.stringContaining(sent.json().dev_code) },
+    ]);
+    expectLimited(await requestCode(t, phone), cooldownMessage('60 seconds'));
+    // The client made three requests: its cap of three is spent, against a client
+    // that keeps asking for numbers the provider refuses.
+    expectLimited(await requestCode(t, nextPhone()));
+  });
+
+  it('a blocked number is sent nothing, and is answered as any other number', async () => {
+    const t = await make({});
+    const blocked = await signIn(t);
+    const registered = await signIn(t);
+    const phone = blocked.user.phone_number;
+    await t.deps.database.db.execute(
+      sql`update users set is_blocked = true where id = ${blocked.user.id}`,
+    );
+    t.clock.advance(61);
+    const sentBefore = t.sms.sent.length;
+
+    const res = await requestCode(t, phone);
+    const unknown = await requestCode(t, nextPhone());
+    const known = await requestCode(t, registered.user.phone_number);
+    for (const other of [unknown, known]) {
+      expect(other.statusCode).toBe(200);
+      expect(Object.keys(res.json())).toEqual(Object.keys(other.json()));
+    }
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      success: true,
+      message: 'Verification code sent to your phone number.',
+      dev_code: expect.stringMatching(/^\d{4}$/),
+      retry_after: 60,
+    });
+    expect(t.sms.sent.slice(sentBefore).map((m) => m.to)).not.toContain(phone);
+    // The same limits...
+    expectLimited(await requestCode(t, phone), cooldownMessage('60 seconds'));
+    // ...and the same answer to a wrong guess.
+    const code = res.json().dev_code as string;
+    expect((await verify(t, phone, wrongFor(code))).json()).toEqual({
+      error: 'Invalid verification code.',
+      code: 'invalid_code',
+      attempts_left: 4,
+    });
+    // The code never signs in.
+    const refused = await verify(t, phone, code);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toEqual({ error: 'This account is blocked.', code: 'forbidden' });
+    // Not even once the account is unblocked: it was never sent.
+    t.clock.advance(61);
+    const withheld = (await requestCode(t, phone)).json().dev_code as string;
+    await t.deps.database.db.execute(
+      sql`update users set is_blocked = false where id = ${blocked.user.id}`,
+    );
+    expect((await verify(t, phone, withheld)).json()).toEqual({
+      error: 'No valid code for this number. Request a new code.',
+      code: 'code_expired',
+    });
+    t.clock.advance(61);
+    const again = (await requestCode(t, phone)).json().dev_code as string;
+    expect(t.sms.lastCodeFor(phone)).toBe(again);
+    expect((await verify(t, phone, again)).statusCode).toBe(200);
   });
 });

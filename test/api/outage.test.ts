@@ -8,18 +8,30 @@ import { loadConfig } from '../../src/config.js';
 import { type Database, openDatabase } from '../../src/db/client.js';
 import type { Deps } from '../../src/deps.js';
 import { cryptoRandom } from '../../src/lib/random.js';
+import { createMetrics } from '../../src/ops/metrics.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { createTestDatabase, FakeClock, FakeSms, nextPhone } from '../helper.js';
+import {
+  createTestDatabase,
+  deleteTestKeys,
+  FakeClock,
+  FakeSms,
+  newTestKeyPrefix,
+  nextPhone,
+} from '../helper.js';
 
 /**
  * A TCP proxy that can be cut and restored, standing in for a database going
  * away, or frozen: connections stay open but nothing goes through, as when a
- * server hangs or the network drops packets without resetting anything.
+ * server hangs or the network drops packets without resetting anything. A
+ * frozen proxy delivers what it held when thawed; a swallowing one drops it
+ * (it takes every byte and answers nothing), so a connection that lived
+ * through it never gets the answers to what it sent meanwhile.
  */
 class CuttableProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private held: { to: Socket; chunk: Buffer }[] | null = null;
+  private swallowing = false;
   port = 0;
 
   constructor(
@@ -39,6 +51,7 @@ class CuttableProxy {
         });
       }
       const forward = (to: Socket) => (chunk: Buffer) => {
+        if (this.swallowing) return;
         if (this.held) this.held.push({ to, chunk });
         else to.write(chunk);
       };
@@ -53,6 +66,15 @@ class CuttableProxy {
 
   freeze(): void {
     this.held = [];
+  }
+
+  swallow(): void {
+    this.swallowing = true;
+  }
+
+  /** Forwards again, on the connections that lived through the swallowing too. */
+  forward(): void {
+    this.swallowing = false;
   }
 
   thaw(): void {
@@ -77,7 +99,9 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   });
 
-  async function start(): Promise<{ app: App; pgProxy: CuttableProxy; redisProxy: CuttableProxy }> {
+  async function start(
+    env: Record<string, string> = {},
+  ): Promise<{ app: App; pgProxy: CuttableProxy; redisProxy: CuttableProxy }> {
     const created = await createTestDatabase();
     cleanups.push(created.drop);
     const dbUrl = new URL(created.url);
@@ -92,7 +116,12 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     );
     dbUrl.host = `127.0.0.1:${pgProxy.port}`;
     redisUrl.host = `127.0.0.1:${redisProxy.port}`;
-    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', SMS_CONSOLE_DELAY_MS: '0' });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'silent',
+      SMS_CONSOLE_DELAY_MS: '0',
+      ...env,
+    });
     const logger = pino({ level: 'silent' });
     const clock = new FakeClock();
     const database: Database = await openDatabase({
@@ -101,11 +130,9 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       poolSize: 4,
       logger,
     });
-    const store = await RedisStore.connect({
-      url: redisUrl.toString(),
-      logger,
-      keyPrefix: `outage:${Date.now()}:`,
-    });
+    const keyPrefix = newTestKeyPrefix();
+    cleanups.push(() => deleteTestKeys(`${keyPrefix}*`));
+    const store = await RedisStore.connect({ url: redisUrl.toString(), logger, keyPrefix });
     const deps: Deps = {
       config,
       logger,
@@ -114,6 +141,8 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
       database,
       store,
       sms: new FakeSms(),
+      captcha: null,
+      metrics: createMetrics(),
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     cleanups.push(
@@ -194,6 +223,88 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     });
   });
 
+  it('answers 503 within seconds while PostgreSQL stalls, then recovers by itself', async () => {
+    const { app, pgProxy } = await start();
+    const requestCode = async (phone: string) =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/api/auth/request-code/',
+          payload: { phone_number: phone },
+        })
+      ).json().dev_code as string;
+    const verify = (phone: string, code: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/auth/verify-code/',
+        payload: { phone_number: phone, code },
+      });
+    const signedIn = async () => {
+      const phone = nextPhone();
+      return (await verify(phone, await requestCode(phone))).json();
+    };
+    const users = [];
+    for (let i = 0; i < 7; i++) users.push(await signedIn());
+    const [owner, ...referees] = users;
+    const profile = () =>
+      app.inject({
+        method: 'GET',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${owner.token}` },
+      });
+    const activate = (user: { token: string }) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${user.token}` },
+        payload: { invite_code: owner.user.invite_code },
+      });
+    const newPhone = nextPhone();
+    const newCode = await requestCode(newPhone);
+    // The referees' tokens are cached now, so their activations go straight to
+    // their transactions; the owner's profile, never read, needs PostgreSQL.
+    for (const referee of referees) {
+      const own = await app.inject({
+        method: 'GET',
+        url: '/api/profile/',
+        headers: { authorization: `Token ${referee.token}` },
+      });
+      expect(own.statusCode).toBe(200);
+    }
+
+    // All four connections of the pool open and idle.
+    await Promise.all(referees.map(() => app.inject({ method: 'GET', url: '/readyz' })));
+
+    pgProxy.freeze();
+    cleanups.push(async () => pgProxy.thaw());
+    // The activations take the pool's four connections (their transactions
+    // stall at BEGIN) and wait for one; the rest wait for one too.
+    const during = await Promise.all([
+      ...referees.map((referee) => timed(activate(referee))),
+      timed(profile()),
+      timed(verify(newPhone, newCode)),
+    ]);
+    for (const { value: res, ms } of during) {
+      expect(res.statusCode, res.body).toBe(503);
+      expect(res.json()).toEqual({
+        error: 'Service temporarily unavailable. Try again shortly.',
+        code: 'service_unavailable',
+        retry_after: 5,
+      });
+      // Waits are bounded at 3 s for a connection and 3 s for a statement.
+      expect(ms).toBeLessThan(8000);
+    }
+
+    pgProxy.thaw();
+    await eventually(async () => (await profile()).statusCode === 200);
+    // Every connection came back to the pool: all of them serve at once.
+    const after = await Promise.all(referees.map((referee) => activate(referee)));
+    expect(after.map((res) => res.statusCode)).toEqual(referees.map(() => 200));
+    expect((await profile()).json().referrals_count).toBe(referees.length);
+    const phone = nextPhone();
+    expect((await verify(phone, await requestCode(phone))).statusCode).toBe(200);
+  });
+
   it('answers 503 while Redis is away, then recovers by itself', async () => {
     const { app, redisProxy } = await start();
     const phone = nextPhone();
@@ -269,5 +380,46 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
 
     redisProxy.thaw();
     await eventually(async () => (await request()).statusCode === 200);
+  });
+
+  it('replaces a Redis connection that swallowed commands, without a restart', async () => {
+    const { app, redisProxy } = await start();
+    const request = () =>
+      app.inject({
+        method: 'POST',
+        url: '/api/auth/request-code/',
+        payload: { phone_number: nextPhone() },
+      });
+    expect((await request()).statusCode).toBe(200);
+
+    redisProxy.swallow();
+    cleanups.push(async () => redisProxy.forward());
+    let deadline: NodeJS.Timeout | undefined;
+    const noAnswer = new Promise<never>((_, reject) => {
+      deadline = setTimeout(
+        () => reject(new Error('no answer in 10 s while Redis swallows')),
+        10_000,
+      );
+    });
+    const { value: res, ms } = await timed(Promise.race([request(), noAnswer]));
+    clearTimeout(deadline);
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({
+      error: 'Service temporarily unavailable. Try again shortly.',
+      code: 'service_unavailable',
+      retry_after: 5,
+    });
+    expect(ms).toBeLessThan(10_000);
+
+    // Forwarding again, through the same open connection: the answers to what
+    // was swallowed never come, so that connection's replies would stay one
+    // behind its commands for ever. It has to be replaced.
+    redisProxy.forward();
+    await eventually(async () => (await request()).statusCode === 200);
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({
+      status: 'ok',
+      database: 'ok',
+      store: 'ok',
+    });
   });
 });

@@ -19,7 +19,10 @@ type Operation = {
   security?: Record<string, string[]>[];
   parameters?: unknown[];
   requestBody?: unknown;
-  responses?: Record<string, { content?: Record<string, { schema?: JsonSchema }> }>;
+  responses?: Record<
+    string,
+    { description?: string; content?: Record<string, { schema?: JsonSchema }> }
+  >;
 };
 type OpenApiDocument = {
   openapi: string;
@@ -29,8 +32,11 @@ type OpenApiDocument = {
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
-/** Routes left out of the document on purpose: the document itself, its viewer, the web UI. */
-const HIDDEN_ROUTE = /^\/(api\/openapi\.json|api\/docs(\/.*)?|assets\/.*|admin\/|)$/;
+/**
+ * Routes left out of the document on purpose: the document itself, its viewer, the web UI and
+ * the admin page, and the Prometheus scrape endpoint (text for Prometheus, not part of the JSON API).
+ */
+const HIDDEN_ROUTE = /^\/(api\/openapi\.json|api\/docs(\/.*)?|assets\/.*|metrics|admin\/|)$/;
 
 /** The API of SPEC.md section 3, which the document must always describe. */
 const SPEC_OPERATIONS = [
@@ -190,6 +196,28 @@ describe.each(backends)('OpenAPI document and docs page (%s)', { timeout: 120_00
     }
   });
 
+  it('describes every response of every operation in words of its own', async () => {
+    t = await createTestApp({ backend });
+    const doc = await fetchDocument(t.app);
+    const undescribed: string[] = [];
+    for (const [key, operation] of operationsOf(doc)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        const description = response.description?.trim() ?? '';
+        // "Default Response" is what @fastify/swagger writes when a schema says nothing.
+        if (description === '' || description === 'Default Response') {
+          undescribed.push(`${key} ${status}`);
+        }
+      }
+    }
+    expect(undescribed).toEqual([]);
+    const profile = doc.paths['/api/profile/']?.get?.responses ?? {};
+    expect(profile['401']?.description).toBe('Missing, unknown, expired or revoked token');
+    expect(profile['503']?.description).toMatch(/unreachable/);
+    const requestCode = doc.paths['/api/auth/request-code/']?.post?.responses ?? {};
+    expect(requestCode['429']?.description).toMatch(/`retry_after`/);
+    expect(requestCode['413']?.description).toBe('The request body is over 16 KiB');
+  });
+
   it('enumerates every error code of src/errors.ts in the Error schema', async () => {
     t = await createTestApp({ backend });
     const doc = await fetchDocument(t.app);
@@ -208,6 +236,19 @@ describe.each(backends)('OpenAPI document and docs page (%s)', { timeout: 120_00
     const page = await t.app.inject({ method: 'GET', url: '/api/docs/' });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
+    // The page shares its origin, and so the web UI's stored token, with `/`: the same headers.
+    const csp = String(page.headers['content-security-policy'] ?? '');
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toMatch(/(^|; )script-src 'self'(;|$)/);
+    expect(csp).not.toContain('unsafe-eval');
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(page.headers).toMatchObject({
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'same-origin',
+      'cross-origin-opener-policy': 'same-origin',
+    });
 
     const scripts = [...page.body.matchAll(/<script\b[^>]*\bsrc\s*=\s*["']([^"']+)["']/gi)].map(
       (match) => match[1] as string,
@@ -230,6 +271,9 @@ describe.each(backends)('OpenAPI document and docs page (%s)', { timeout: 120_00
       expect(script.statusCode, src).toBe(200);
       expect(script.headers['content-type'], src).toMatch(/^(application|text)\/javascript/);
       expect(script.body.length, src).toBeGreaterThan(1000);
+      // ReDoc's bundle shows Redocly's logo from their CDN: the served copy must not.
+      expect(script.body, src).not.toContain('cdn.redoc.ly');
+      expect(script.headers['x-content-type-options'], src).toBe('nosniff');
     }
     const specUrl = /\bspec-url\s*=\s*["']([^"']+)["']/i.exec(page.body)?.[1];
     if (specUrl !== undefined) {

@@ -52,7 +52,7 @@ describe('embedded database under DATA_DIR (pglite)', () => {
     expect(tables).toEqual(['api_tokens', 'audit_log', 'user_totals', 'users']);
     expect(migrations).toBeGreaterThanOrEqual(1);
     // Migrating again finds nothing to do, and the data is kept across a reopen.
-    await database.migrate();
+    expect(await database.migrate()).toBe(0);
     await database.query(
       'insert',
       "insert into users (phone_number, invite_code, created_at) values ($1, 'ABC123', now())",

@@ -19,6 +19,8 @@ const viewports = {
   phone: { width: 390, height: 844 },
   desktop: { width: 1280, height: 800 },
 };
+/** A small Android phone, the narrowest width the page is made for. */
+const narrowPhone = { width: 360, height: 640 };
 
 const TOKEN_KEY = 'referral.token';
 
@@ -31,9 +33,11 @@ let foreignRequests: string[] = [];
 /** Uncaught exceptions and console errors, CSP violations included. */
 let pageErrors: string[] = [];
 
-async function newPage(options: { locale?: string } = {}): Promise<Page> {
+async function newPage(
+  options: { locale?: string; viewport?: { width: number; height: number } } = {},
+): Promise<Page> {
   const context = await browser.newContext({
-    viewport: viewports.desktop,
+    viewport: options.viewport ?? viewports.desktop,
     locale: options.locale ?? 'en-US',
     colorScheme: 'light',
     reducedMotion: 'reduce',
@@ -275,6 +279,12 @@ describe('web UI', { timeout: 60_000 }, () => {
     const script = await fetch(`${baseUrl}/assets/app.js`);
     expect(script.status).toBe(200);
     expect(script.headers.get('content-type')).toMatch(/javascript/);
+    // libphonenumber-js's browser bundle, from node_modules, and nothing else of that folder.
+    const phoneLibrary = await fetch(`${baseUrl}/assets/vendor/libphonenumber-min.js`);
+    expect(phoneLibrary.status).toBe(200);
+    expect(phoneLibrary.headers.get('content-type')).toMatch(/javascript/);
+    expect(phoneLibrary.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await fetch(`${baseUrl}/assets/vendor/libphonenumber-max.js`)).status).toBe(404);
     const openapi = await fetch(`${baseUrl}/api/openapi.json`);
     expect(openapi.status).toBe(200);
     const paths = Object.keys(((await openapi.json()) as { paths?: object }).paths ?? {});
@@ -304,11 +314,12 @@ describe('web UI', { timeout: 60_000 }, () => {
       'This phone number is not valid or not supported.',
     );
 
+    // Typed with hyphens; shown in libphonenumber's international format, as everywhere.
     await phoneInput.fill('+7 916 555-01-01');
     await page.getByRole('button', { name: 'Get code' }).click();
     await page.getByRole('heading', { level: 1, name: 'Enter the code' }).waitFor();
     expect(await page.locator('#code-lead').textContent()).toBe(
-      'We sent a code to +7 916 555-01-01.',
+      'We sent a code to +7 916 555 01 01.',
     );
     const codeInput = page.getByLabel('Code from the SMS');
     expect(await codeInput.evaluate((input) => input === document.activeElement)).toBe(true);
@@ -335,7 +346,10 @@ describe('web UI', { timeout: 60_000 }, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { level: 1, name: 'Your profile' }).waitFor();
     expect(await statusText(page)).toBe('Welcome! Your account has been created.');
-    expect(await page.locator('#profile-phone').textContent()).toBe('Signed in as +79165550101');
+    // The API answers E.164 (+79165550101); a person reads the international format.
+    expect(await page.locator('#profile-phone').textContent()).toBe(
+      'Signed in as +7 916 555 01 01',
+    );
     const inviteCode = (await page.locator('#invite-code').textContent()) ?? '';
     expect(inviteCode).toMatch(/^[A-Z0-9]{6}$/);
     expect(await page.getByLabel('Share link').inputValue()).toBe(
@@ -406,7 +420,7 @@ describe('web UI', { timeout: 60_000 }, () => {
     await expect.poll(() => referrer.locator('#referrals-count').textContent()).toBe('Total: 1');
     const items = referrer.getByRole('list', { name: 'Your referrals' }).getByRole('listitem');
     expect(await items.count()).toBe(1);
-    expect(await items.first().locator('.phone').textContent()).toBe('+79165550202');
+    expect(await items.first().locator('.phone').textContent()).toBe('+7 916 555 02 02');
     expect(await items.first().locator('time').getAttribute('datetime')).toMatch(
       /^\d{4}-\d\d-\d\d/,
     );
@@ -424,13 +438,14 @@ describe('web UI', { timeout: 60_000 }, () => {
 
   test('pages through referrals with "Load more"', async () => {
     const { token, inviteCode } = await apiSignIn('+79165550300');
+    /** As the list shows them: +79165550301 is `+7 916 555 03 01`. */
     const refereePhones: string[] = [];
     for (let i = 1; i <= 11; i += 1) {
-      const phone = `+791655503${String(i).padStart(2, '0')}`;
-      const referee = await apiSignIn(phone);
+      const lastDigits = String(i).padStart(2, '0');
+      const referee = await apiSignIn(`+791655503${lastDigits}`);
       const activated = await post('/api/profile/', { invite_code: inviteCode }, referee.token);
       expect(activated.status).toBe(200);
-      refereePhones.push(phone);
+      refereePhones.push(`+7 916 555 03 ${lastDigits}`);
     }
 
     const page = await newPage();
@@ -482,7 +497,9 @@ describe('web UI', { timeout: 60_000 }, () => {
     await page.getByLabel('Код из СМС').fill(code);
     await page.getByRole('button', { name: 'Войти' }).click();
     await page.getByRole('heading', { level: 1, name: 'Ваш профиль' }).waitFor();
-    expect(await page.locator('#profile-phone').textContent()).toBe('Вы вошли как +79165550401');
+    expect(await page.locator('#profile-phone').textContent()).toBe(
+      'Вы вошли как +7 916 555 04 01',
+    );
     await expect.poll(() => page.locator('#referrals-count').textContent()).toBe('Всего: 0');
     await checkAccessibility(page);
     await snap(page, 'profile-ru');
@@ -513,6 +530,10 @@ describe('web UI', { timeout: 60_000 }, () => {
     await page.keyboard.type('+79165550501');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { level: 1, name: 'Enter the code' }).waitFor();
+    // Typed without spaces, shown the way it is shown everywhere else.
+    expect(await page.locator('#code-lead').textContent()).toBe(
+      'We sent a code to +7 916 555 05 01.',
+    );
     expect((await focused()).id).toBe('code-input');
     await page.keyboard.type(await devCode(page));
     await page.keyboard.press('Enter');
@@ -570,6 +591,93 @@ describe('web UI', { timeout: 60_000 }, () => {
     expect(await alertText(page, 'phone-error')).toMatch(
       /^Too many requests\. Try again in \d+:\d\d\.$/,
     );
+  });
+  test('shows that the code is being sent until the server answers', async () => {
+    const page = await newPage();
+    await page.goto(`${baseUrl}/`);
+    // The answer is held back until the test has looked at the button (no timing involved).
+    let release: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let sent = 0;
+    await page.route('**/api/auth/request-code/', async (route) => {
+      sent += 1;
+      await answered;
+      await route.continue();
+    });
+
+    const phoneInput = page.getByLabel('Phone number');
+    await phoneInput.fill('+79165550801');
+    await page.getByRole('button', { name: 'Get code' }).click();
+    const sending = page.getByRole('button', { name: 'Sending…' });
+    await sending.waitFor();
+    expect(await sending.isDisabled()).toBe(true);
+    expect(await sending.getAttribute('aria-disabled')).toBe('true');
+    // A spinner beside the label.
+    expect(
+      await sending.evaluate((button) => getComputedStyle(button, '::before').borderTopStyle),
+    ).not.toBe('none');
+    await snap(page, 'sign-in-sending');
+    // Enter again while it is sending does not send a second code.
+    await phoneInput.press('Enter');
+    expect(await sending.isVisible()).toBe(true);
+
+    release();
+    await page.getByRole('heading', { level: 1, name: 'Enter the code' }).waitFor();
+    expect(sent).toBe(1);
+    await devCode(page);
+    // Back at the phone step the button is itself again.
+    await page.getByRole('button', { name: 'Change phone number' }).click();
+    const getCode = page.getByRole('button', { name: 'Get code' });
+    await getCode.waitFor();
+    expect(await getCode.getAttribute('aria-disabled')).toBeNull();
+  });
+
+  test('with the API unreachable, shows the error alone, and recovers on retry', async () => {
+    const { token } = await apiSignIn('+79165550901');
+    const page = await newPage();
+    await page.goto(`${baseUrl}/`);
+    await setStoredToken(page, token);
+    await page.route('**/api/**', (route) => route.abort('connectionrefused'));
+    await page.reload();
+
+    expect(await alertText(page, 'loading-error')).toBe(
+      'No connection to the server. Check your network and try again.',
+    );
+    expect(await page.getByText('Loading…').isVisible()).toBe(false);
+    expect(await page.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true);
+    expect(await page.title()).toBe('Could not load · Invites');
+    await snap(page, 'api-unreachable');
+
+    await page.unroute('**/api/**');
+    await page.getByRole('button', { name: 'Try again' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Your profile' }).waitFor();
+    expect(await page.locator('#profile-phone').textContent()).toBe(
+      'Signed in as +7 916 555 09 01',
+    );
+  });
+
+  test('shows the whole share link on a 360 px wide phone', async () => {
+    const page = await newPage({ viewport: narrowPhone });
+    await page.goto(`${baseUrl}/`);
+    await signIn(page, '+79165551001');
+    const inviteCode = (await page.locator('#invite-code').textContent()) ?? '';
+    const link = page.getByLabel('Share link');
+    expect(await link.inputValue()).toBe(`${baseUrl}/?invite=${inviteCode}`);
+    // Nothing of it is scrolled out of view, sideways or below, and the field is on screen.
+    const fit = await link.evaluate((field) => ({
+      width: field.scrollWidth - field.clientWidth,
+      height: field.scrollHeight - field.clientHeight,
+      right: field.getBoundingClientRect().right,
+    }));
+    expect(fit.width).toBeLessThanOrEqual(0);
+    expect(fit.height).toBeLessThanOrEqual(0);
+    expect(fit.right).toBeLessThanOrEqual(narrowPhone.width);
+    expect(await link.getAttribute('readonly')).not.toBeNull();
+    expect(await page.getByRole('button', { name: 'Copy link' }).isVisible()).toBe(true);
+    expect(await layoutProblems(page)).toEqual([]);
+    await page.screenshot({ path: `${screenshotDir}profile-360.png`, fullPage: true });
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,15 @@ import { PGlite } from '@electric-sql/pglite';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { auth, backends, createTestApp, nextPhone, signIn, type TestApp } from '../helper.js';
+import {
+  auth,
+  backends,
+  createTestApp,
+  deleteTestKeys,
+  nextPhone,
+  signIn,
+  type TestApp,
+} from '../helper.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -134,44 +142,40 @@ describe('the admin CLI on the embedded database', { timeout: 300_000 }, () => {
     }
   });
 
-  // The DATA_DIR lock arrives with the start-up work (src/db/data-dir-lock.ts):
-  // the CLI opens the database as the service does, so it gets the lock from openDatabase.
-  it.skipIf(!existsSync(join(root, 'src/db/data-dir-lock.ts')))(
-    'says so, in one line, when the service holds DATA_DIR',
-    async () => {
-      const port = 18_800 + Math.floor(Math.random() * 100);
-      const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-        cwd: root,
-        env: {
-          PATH: process.env.PATH ?? '',
-          DATA_DIR: dataDir,
-          PORT: String(port),
-          LOG_LEVEL: 'warn',
-        },
-        stdio: 'ignore',
-      });
-      try {
-        for (let i = 0; i < 300; i++) {
-          if (
-            await fetch(`http://127.0.0.1:${port}/healthz`).then(
-              (r) => r.ok,
-              () => false,
-            )
+  // The CLI opens the database as the service does, so it meets the service's DATA_DIR lock.
+  it('says so, in one line, when the service holds DATA_DIR', async () => {
+    const port = 18_800 + Math.floor(Math.random() * 100);
+    const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? '',
+        DATA_DIR: dataDir,
+        PORT: String(port),
+        LOG_LEVEL: 'warn',
+      },
+      stdio: 'ignore',
+    });
+    try {
+      for (let i = 0; i < 300; i++) {
+        if (
+          await fetch(`http://127.0.0.1:${port}/healthz`).then(
+            (r) => r.ok,
+            () => false,
           )
-            break;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-        const refused = await cli(['stats'], env);
-        expect(refused.code).toBe(1);
-        expect(lines(refused.stderr)).toHaveLength(1);
-        expect(refused.stderr).toContain(dataDir);
-        expect(refused.stderr).toMatch(/in use/);
-      } finally {
-        server.kill('SIGTERM');
-        await new Promise((r) => server.once('exit', r));
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 200));
       }
-    },
-  );
+      const refused = await cli(['stats'], env);
+      expect(refused.code).toBe(1);
+      expect(lines(refused.stderr)).toHaveLength(1);
+      expect(refused.stderr).toContain(dataDir);
+      expect(refused.stderr).toMatch(/in use/);
+    } finally {
+      server.kill('SIGTERM');
+      await new Promise((r) => server.once('exit', r));
+    }
+  });
 });
 
 describe.runIf(backends.includes('postgres'))(
@@ -180,9 +184,14 @@ describe.runIf(backends.includes('postgres'))(
   () => {
     let t: TestApp | undefined;
     let redis: RedisStore | undefined;
+    /** Key patterns of what the unprefixed instance and the CLI wrote, deleted after the test. */
+    const written: string[] = [];
     afterEach(async () => {
       await t?.close();
       await redis?.close();
+      t = undefined;
+      redis = undefined;
+      for (const pattern of written.splice(0)) await deleteTestKeys(pattern);
     });
 
     it("acts on a running service's database and store: its warm caches drop the user at once", async () => {
@@ -202,6 +211,7 @@ describe.runIf(backends.includes('postgres'))(
 
       const phone = nextPhone();
       const staff = await signIn(t, phone);
+      written.push(`*${phone}*`, `uv:{${staff.user.id}}:*`);
       for (let warm = 0; warm < 2; warm++)
         expect((await get(staff.token, '/api/admin/stats/')).statusCode).toBe(403);
       const granted = await cli(['create-admin', phone], env);
@@ -210,6 +220,7 @@ describe.runIf(backends.includes('postgres'))(
       expect((await get(staff.token, '/api/admin/stats/')).statusCode).toBe(200);
 
       const user = await signIn(t);
+      written.push(`*${user.user.phone_number}*`, `uv:{${user.user.id}}:*`);
       for (let warm = 0; warm < 2; warm++) expect((await get(user.token)).statusCode).toBe(200);
       const blocked = await cli(['block', user.user.phone_number], env);
       expect(blocked.stdout).toBe(

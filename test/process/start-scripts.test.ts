@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createTestDatabase } from '../helper.js';
+import { createTestDatabase, deleteTestKeys, isTestKey, listTestKeys } from '../helper.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scripts = (
@@ -99,6 +99,9 @@ describe('the start scripts', () => {
     'npm run start:postgres serves on PostgreSQL and Redis',
     async () => {
       const database = await createTestDatabase();
+      // The service has no key prefix: its keys are the new ones outside the tests' `t:` namespace
+      // (TEST_REDIS_URL names a database for tests alone).
+      const keysBefore = new Set(await listTestKeys('*'));
       try {
         expect(
           await startAndSignIn('start:postgres', {
@@ -107,6 +110,7 @@ describe('the start scripts', () => {
           }),
         ).toEqual({ database: 'postgres', store: 'redis' });
       } finally {
+        await deleteTestKeys('*', (key) => !isTestKey(key) && !keysBefore.has(key));
         await database.drop();
       }
     },

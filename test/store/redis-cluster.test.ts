@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/client.js';
 import type { Deps } from '../../src/deps.js';
 import { cryptoRandom } from '../../src/lib/random.js';
+import { createMetrics } from '../../src/ops/metrics.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { FakeClock, FakeSms, nextPhone } from '../helper.js';
 
@@ -136,6 +137,8 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
       database,
       store,
       sms: new FakeSms(),
+      captcha: null,
+      metrics: createMetrics(),
     };
     const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
     try {

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type KeyValueStore, StoreUnavailableError } from '../../src/store/key-value-store.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { FakeClock } from '../helper.js';
+import { FakeClock, newTestKeyPrefix } from '../helper.js';
 
 const redisUrl = process.env.TEST_REDIS_URL;
 const silent = pino({ level: 'silent' });
@@ -31,10 +31,6 @@ type Implementation = {
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function randomPrefix(): string {
-  return `test:store:${randomBytes(6).toString('hex')}:`;
-}
 
 /** Deletes every key under `prefix` (never FLUSH: other tests share the server). */
 async function deleteKeys(admin: Redis, prefix: string): Promise<void> {
@@ -74,7 +70,7 @@ const redis: Implementation = {
   name: 'RedisStore',
   ttlSlackSeconds: 1,
   create: async () => {
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
     return {
       store,
@@ -196,75 +192,13 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
         ['c:{p}', 'c:{p}:missing', 'c:{p}:b'],
       );
 
-      expect(first).toEqual({ counts: [1, 5], values: ['code', null, '5'], taken: false });
+      expect(first).toEqual({ counts: [1, 5], values: ['code', null, '5'] });
       await expectTtl('c:{p}:a', 30);
       // The TTL of an existing counter is kept, as with increment.
       await expectTtl('c:{p}:b', 100);
       const second = await store.incrementAndGet([{ key: 'c:{p}:a', ttlSeconds: 500 }], []);
-      expect(second).toEqual({ counts: [2], values: [], taken: false });
+      expect(second).toEqual({ counts: [2], values: [] });
       await expectTtl('c:{p}:a', 30);
-    });
-
-    it('takes a key whose value starts with the prefix, while the first count is within the limit', async () => {
-      const counter = { key: 'c:{t}:n', ttlSeconds: 100 };
-      const take = { read: 0, prefix: 'right.', whileCountAtMost: 2 };
-      await store.set('c:{t}', 'right.1700000000000.id', 100);
-
-      // Another prefix leaves it; so does a value that merely starts alike.
-      const wrong = await store.incrementAndGet([counter], ['c:{t}'], { ...take, prefix: 'righ.' });
-      expect(wrong).toEqual({ counts: [1], values: ['right.1700000000000.id'], taken: false });
-      for (const prefix of ['righx.', 'wight.', 'right.1700000000000.id.longer']) {
-        const near = await store.incrementAndGet([], ['c:{t}'], { ...take, prefix });
-        expect(near.taken, prefix).toBe(false);
-      }
-      const equal = await store.incrementAndGet([counter], ['c:{t}'], take);
-      // The values are read before the take.
-      expect(equal).toEqual({ counts: [2], values: ['right.1700000000000.id'], taken: true });
-      expect(await store.get('c:{t}')).toBeNull();
-      // The first counter, the attempts at what was taken, goes with it.
-      expect(await store.get(counter.key)).toBeNull();
-
-      // Past the limit the right prefix takes nothing, and the count stays.
-      await store.set('c:{t}', 'right.1700000000000.id', 100);
-      await store.increment(counter.key, counter.ttlSeconds, 2);
-      const late = await store.incrementAndGet([counter], ['c:{t}'], take);
-      expect(late).toEqual({ counts: [3], values: ['right.1700000000000.id'], taken: false });
-      expect(await store.get('c:{t}')).toBe('right.1700000000000.id');
-      expect(await store.get(counter.key)).toBe('3');
-
-      // Only the first counter goes: a second one (an hourly cap) keeps its count.
-      const hourly = { key: 'c:{t}:h', ttlSeconds: 100 };
-      await store.delete(counter.key);
-      const both = await store.incrementAndGet([counter, hourly], ['c:{t}'], take);
-      expect(both).toEqual({ counts: [1, 1], values: ['right.1700000000000.id'], taken: true });
-      expect(await store.get(counter.key)).toBeNull();
-      expect(await store.get(hourly.key)).toBe('1');
-
-      // A missing key is not taken; nor is one with a value, read but not named.
-      const missing = await store.incrementAndGet([], ['c:{t}:none'], take);
-      expect(missing).toEqual({ counts: [], values: [null], taken: false });
-      await store.set('c:{t}:other', 'right.2', 100);
-      const other = await store.incrementAndGet([], ['c:{t}:none', 'c:{t}:other'], take);
-      expect(other).toEqual({ counts: [], values: [null, 'right.2'], taken: false });
-      expect(await store.get('c:{t}:other')).toBe('right.2');
-    });
-
-    it('of 50 concurrent takes of one key, exactly one takes it', async () => {
-      await store.set('c:{u}', 'right.1.id', 100);
-      const results = await Promise.all(
-        Array.from({ length: 50 }, () =>
-          store.incrementAndGet([{ key: 'c:{u}:n', ttlSeconds: 100 }], ['c:{u}'], {
-            read: 0,
-            prefix: 'right.',
-            whileCountAtMost: 100,
-          }),
-        ),
-      );
-
-      expect(results.filter((r) => r.taken)).toHaveLength(1);
-      // The first call to run took it: every other one read it already gone.
-      for (const r of results) if (!r.taken) expect(r.values).toEqual([null]);
-      expect(await store.get('c:{u}')).toBeNull();
     });
 
     it('100 concurrent calls each get their own count, and a read and a count are of one instant', async () => {
@@ -288,6 +222,210 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       for (const counts of countsByCode.values()) {
         expect([...counts].sort((a, b) => a - b)).toEqual(counts.map((_, i) => i + 1));
       }
+    });
+  });
+
+  describe('addToLog / removeFromLog', () => {
+    const t0 = 1_700_000_000_000;
+    const log = { key: 'l:{a}', limit: 3, windowSeconds: 60 };
+
+    it('admits `limit` events in any window, exactly, and says when the next one fits', async () => {
+      for (const atMs of [t0, t0 + 10_000, t0 + 20_000])
+        expect(await store.addToLog(log, atMs)).toEqual({ ok: true, id: expect.any(String) });
+      await expectTtl(log.key, 60);
+
+      expect(await store.addToLog(log, t0 + 30_000)).toEqual({ ok: false, retryAfterMs: 30_000 });
+      expect(await store.addToLog(log, t0 + 59_999)).toEqual({ ok: false, retryAfterMs: 1 });
+      // The first event leaves the window exactly one window after it.
+      expect((await store.addToLog(log, t0 + 60_000)).ok).toBe(true);
+      expect(await store.addToLog(log, t0 + 60_001)).toEqual({ ok: false, retryAfterMs: 9_999 });
+      // A refusal is not an event: the next one fits as soon as the second has slid out.
+      expect((await store.addToLog(log, t0 + 70_000)).ok).toBe(true);
+      // Other logs are their own.
+      expect((await store.addToLog({ ...log, key: 'l:{b}' }, t0 + 70_000)).ok).toBe(true);
+    });
+
+    it('with more events held than the limit (lowered since), waits for enough of them to go', async () => {
+      for (const atMs of [t0, t0 + 1_000, t0 + 2_000, t0 + 3_000])
+        expect((await store.addToLog({ ...log, limit: 4 }, atMs)).ok).toBe(true);
+
+      expect(await store.addToLog({ ...log, limit: 2 }, t0 + 5_000)).toEqual({
+        ok: false,
+        retryAfterMs: 57_000,
+      });
+    });
+
+    it('a removed event frees its place; an unknown id removes nothing', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const added = await store.addToLog(log, t0 + i);
+        if (added.ok) ids.push(added.id);
+      }
+      expect(new Set(ids).size).toBe(3);
+      await store.removeFromLog(log.key, ids[1] as string);
+      await store.removeFromLog(log.key, ids[1] as string);
+      await store.removeFromLog(log.key, 'unknown');
+      await store.removeFromLog('l:{missing}', 'unknown');
+
+      expect((await store.addToLog(log, t0 + 5)).ok).toBe(true);
+      expect((await store.addToLog(log, t0 + 6)).ok).toBe(false);
+    });
+
+    it('of 50 concurrent adds at one instant, exactly `limit` get in', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => store.addToLog({ ...log, limit: 10 }, t0)),
+      );
+
+      expect(results.filter((r) => r.ok)).toHaveLength(10);
+      expect(new Set(results.flatMap((r) => (r.ok ? [r.id] : []))).size).toBe(10);
+    });
+  });
+
+  describe('guess', () => {
+    const t0 = 1_700_000_000_000;
+    const record = 'right.1700000000000.id';
+    const failures = { key: 'o:{p}:failed', limit: 10, windowSeconds: 3600 };
+    const guess = {
+      key: 'o:{p}',
+      prefix: 'right.',
+      attemptsKey: 'o:{p}:attempts',
+      maxAttempts: 10,
+      failures,
+    };
+    const wrong = { ...guess, prefix: 'wrong.' };
+
+    it('counts a wrong guess at the record and in the failures log; a right one takes the record', async () => {
+      await store.set(guess.key, record, 100);
+
+      expect(await store.guess(wrong, t0)).toEqual({
+        outcome: 'wrong',
+        record,
+        attempt: 1,
+        failureId: expect.any(String),
+      });
+      // The attempts expire with the record they count.
+      await expectTtl(guess.attemptsKey, 100);
+      await expectTtl(failures.key, 3600);
+      // A guess that merely starts alike, or is longer than the record, is wrong too.
+      for (const [i, prefix] of ['righ.', 'righx.', 'wight.', `${record}.longer`].entries()) {
+        const near = await store.guess({ ...guess, prefix }, t0);
+        expect(near, prefix).toMatchObject({ outcome: 'wrong', attempt: i + 2 });
+      }
+      expect(await store.guess(guess, t0)).toEqual({ outcome: 'taken', record });
+      expect(await store.get(guess.key)).toBeNull();
+      expect(await store.get(guess.attemptsKey)).toBeNull();
+      // Wrong guesses stay in the log, across records; right ones never enter it.
+      await store.set(guess.key, record, 100);
+      for (let i = 0; i < 5; i++) expect((await store.guess(wrong, t0)).outcome).toBe('wrong');
+      expect(await store.guess(wrong, t0)).toEqual({ outcome: 'capped', retryAfterMs: 3_600_000 });
+    });
+
+    it('works without a failures log', async () => {
+      const plain = { ...guess, failures: undefined };
+      await store.set(guess.key, record, 100);
+
+      expect(await store.guess({ ...plain, prefix: 'wrong.' }, t0)).toEqual({
+        outcome: 'wrong',
+        record,
+        attempt: 1,
+      });
+      expect(await store.guess(plain, t0)).toEqual({ outcome: 'taken', record });
+      expect(await store.ttlSeconds(failures.key)).toBeNull();
+    });
+
+    it('a missing record is absent, and the guess leaves no key behind', async () => {
+      expect(await store.guess(wrong, t0)).toEqual({ outcome: 'absent' });
+      expect(await store.guess(guess, t0)).toEqual({ outcome: 'absent' });
+
+      for (const key of [guess.key, guess.attemptsKey, failures.key])
+        expect(await store.ttlSeconds(key)).toBeNull();
+    });
+
+    it('past maxAttempts the record is exhausted, even for the right guess, and nothing more is counted', async () => {
+      const two = { ...guess, maxAttempts: 2 };
+      await store.set(guess.key, record, 100);
+      expect((await store.guess({ ...two, prefix: 'wrong.' }, t0)).outcome).toBe('wrong');
+      expect((await store.guess({ ...two, prefix: 'wrong.' }, t0)).outcome).toBe('wrong');
+
+      expect(await store.guess(two, t0)).toEqual({ outcome: 'exhausted', record });
+      expect(await store.guess({ ...two, prefix: 'wrong.' }, t0)).toEqual({
+        outcome: 'exhausted',
+        record,
+      });
+      expect(await store.get(guess.key)).toBe(record);
+      expect(await store.get(guess.attemptsKey)).toBe('2');
+      // Two failures in the log, not four.
+      const log = { ...two, failures: { ...failures, limit: 3 } };
+      await store.setAndDelete(guess.key, record, 100, [guess.attemptsKey]);
+      expect((await store.guess({ ...log, prefix: 'wrong.' }, t0)).outcome).toBe('wrong');
+      expect((await store.guess(log, t0)).outcome).toBe('capped');
+    });
+
+    it('a full failures log caps every guess, right or wrong, at a record or none, until the window slides', async () => {
+      const capped = { ...guess, failures: { ...failures, limit: 2, windowSeconds: 60 } };
+      await store.set(guess.key, record, 100);
+      expect((await store.guess({ ...capped, prefix: 'wrong.' }, t0)).outcome).toBe('wrong');
+      expect((await store.guess({ ...capped, prefix: 'wrong.' }, t0 + 1_000)).outcome).toBe(
+        'wrong',
+      );
+
+      expect(await store.guess(capped, t0 + 2_000)).toEqual({
+        outcome: 'capped',
+        retryAfterMs: 58_000,
+      });
+      expect(await store.guess({ ...capped, key: 'o:{p}:none' }, t0 + 2_000)).toEqual({
+        outcome: 'capped',
+        retryAfterMs: 58_000,
+      });
+      // Nothing was read or counted.
+      expect(await store.get(guess.key)).toBe(record);
+      expect(await store.get(guess.attemptsKey)).toBe('2');
+      expect(await store.guess(capped, t0 + 60_000)).toEqual({ outcome: 'taken', record });
+    });
+
+    it('giveBackGuess undoes a wrong guess: its failure, and an attempt only at the same record', async () => {
+      const one = { ...guess, failures: { ...failures, limit: 1 } };
+      await store.set(guess.key, record, 100);
+      const first = await store.guess({ ...one, prefix: 'wrong.' }, t0);
+      if (first.outcome !== 'wrong') throw new Error(first.outcome);
+
+      await store.giveBackGuess(one, first.record, first.failureId);
+      expect(await store.get(guess.attemptsKey)).toBe('0');
+      const second = await store.guess({ ...one, prefix: 'wrong.' }, t0);
+      expect(second).toMatchObject({ outcome: 'wrong', attempt: 1 });
+      if (second.outcome !== 'wrong') throw new Error(second.outcome);
+
+      // A new record since: its attempts are not the ones given back.
+      await store.setAndDelete(guess.key, 'right.2.id', 100, [guess.attemptsKey]);
+      await store.increment(guess.attemptsKey, 100, 3);
+      await store.giveBackGuess(one, second.record, second.failureId);
+      expect(await store.get(guess.attemptsKey)).toBe('3');
+      expect((await store.guess(one, t0)).outcome).toBe('taken');
+      // Giving back at a record gone since creates nothing.
+      await store.giveBackGuess(one, second.record, second.failureId);
+      expect(await store.get(guess.attemptsKey)).toBeNull();
+    });
+
+    it('of 50 concurrent right guesses, exactly one takes the record', async () => {
+      await store.set(guess.key, record, 100);
+      const results = await Promise.all(Array.from({ length: 50 }, () => store.guess(guess, t0)));
+
+      expect(results.filter((r) => r.outcome === 'taken')).toHaveLength(1);
+      // The first to run took it: every other one found it gone.
+      expect(results.filter((r) => r.outcome === 'absent')).toHaveLength(49);
+    });
+
+    it('of 100 concurrent wrong guesses, each counted one has its own attempt, and no cap is exceeded', async () => {
+      await store.set(guess.key, record, 100);
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          store.guess({ ...wrong, maxAttempts: 100, failures: { ...failures, limit: 30 } }, t0 + i),
+        ),
+      );
+
+      const counted = results.flatMap((r) => (r.outcome === 'wrong' ? [r.attempt] : []));
+      expect(counted.sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+      expect(results.filter((r) => r.outcome === 'capped')).toHaveLength(70);
     });
   });
 
@@ -416,11 +554,17 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
       await store.increment('counter', 1, 7);
       await store.set('taken', 'v', 1);
       await store.set('guarded', 'v', 1);
-      const keys = ['set', 'absent', 'counter', 'taken', 'guarded'];
+      await store.addToLog({ key: 'log', limit: 5, windowSeconds: 1 }, Date.now());
+      await store.set('{g}', 'right.1', 1);
+      await store.guess(
+        { key: '{g}', prefix: 'wrong.', attemptsKey: '{g}:attempts', maxAttempts: 5 },
+        Date.now(),
+      );
+      const keys = ['set', 'absent', 'counter', 'taken', 'guarded', '{g}', '{g}:attempts'];
 
       await h.expire(1, async () => {
         const values = await Promise.all(keys.map((key) => store.get(key)));
-        return values.every((value) => value === null);
+        return values.every((value) => value === null) && (await store.ttlSeconds('log')) === null;
       });
 
       expect(await store.get('set')).toBeNull();
@@ -536,7 +680,7 @@ describe('MemoryStore expiry follows the injected clock', () => {
 describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   const opened: { store: RedisStore; keyPrefix: string }[] = [];
 
-  async function connect(keyPrefix = randomPrefix()): Promise<RedisStore> {
+  async function connect(keyPrefix = newTestKeyPrefix()): Promise<RedisStore> {
     const store = await RedisStore.connect({ url: redisUrl as string, logger: silent, keyPrefix });
     opened.push({ store, keyPrefix });
     return store;
@@ -573,7 +717,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   });
 
   it('prefixes its keys, so stores with different prefixes do not see each other', async () => {
-    const prefixA = randomPrefix();
+    const prefixA = newTestKeyPrefix();
     const a = await connect(prefixA);
     const b = await connect();
     await a.set('k', 'from-a', 100);
@@ -588,19 +732,27 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
       expect(await store.increment('n', 100)).toBe(round);
       await store.setAndDelete('c:{p}', `v${round}`, 100, ['c:{p}:n']);
       expect(await store.incrementAndGet([{ key: 'c:{p}:n', ttlSeconds: 100 }], ['c:{p}'])).toEqual(
-        { counts: [1], values: [`v${round}`], taken: false },
+        { counts: [1], values: [`v${round}`] },
       );
+      const log = { key: 'c:{p}:log', limit: 5, windowSeconds: 60 };
+      const added = await store.addToLog(log, Date.now());
+      expect(added.ok).toBe(true);
       await store.set('c:{p}:t', `hash${round}.rest`, 100);
-      const taking = await store.incrementAndGet(
-        [{ key: 'c:{p}:n', ttlSeconds: 100 }],
-        ['c:{p}:t'],
-        {
-          read: 0,
-          prefix: `hash${round}.`,
-          whileCountAtMost: 5,
-        },
-      );
-      expect(taking.taken).toBe(true);
+      const guess = {
+        key: 'c:{p}:t',
+        prefix: `hash${round}.`,
+        attemptsKey: 'c:{p}:a',
+        maxAttempts: 5,
+        failures: log,
+      };
+      const wrong = await store.guess({ ...guess, prefix: 'other.' }, Date.now());
+      expect(wrong.outcome).toBe('wrong');
+      if (wrong.outcome === 'wrong')
+        await store.giveBackGuess(guess, wrong.record, wrong.failureId);
+      expect(await store.guess(guess, Date.now())).toEqual({
+        outcome: 'taken',
+        record: `hash${round}.rest`,
+      });
       expect(await store.deleteIfEquals('c:{p}', `v${round}`)).toBe(true);
     };
     await everyScript(1);
@@ -633,7 +785,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
     const { port } = proxy.address() as { port: number };
     const through = new URL(redisUrl as string);
     through.host = `127.0.0.1:${port}`;
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await RedisStore.connect({ url: through.toString(), logger: silent, keyPrefix });
     opened.push({ store, keyPrefix });
     try {
@@ -661,7 +813,7 @@ describe.skipIf(!redisUrl)('RedisStore connection handling', () => {
   });
 
   it('survives its connection being killed: fails fast or succeeds, then recovers', async () => {
-    const keyPrefix = randomPrefix();
+    const keyPrefix = newTestKeyPrefix();
     const store = await connect(keyPrefix);
     const marker = `marker-${randomBytes(4).toString('hex')}`;
 
