@@ -10,6 +10,9 @@ import Fastify, {
   LogController,
   type RawServerDefault,
 } from 'fastify';
+import { adminRoutes } from './admin/admin-routes.js';
+import { AdminService } from './admin/admin-service.js';
+import { AuditLog } from './audit/audit-log.js';
 import { authRoutes } from './auth/auth-routes.js';
 import { OtpService } from './auth/otp-service.js';
 import { normalizePhone, phoneNormalizer } from './auth/phone.js';
@@ -235,6 +238,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
         { name: 'auth', description: 'Sign in and out' },
         { name: 'profile', description: 'Profile, invite codes and referrals' },
         { name: 'operations', description: 'Health checks' },
+        { name: 'admin', description: 'Staff only: users, blocking, totals, audit log' },
       ],
     },
     transform: describeErrorResponses(BODY_LIMIT_BYTES),
@@ -283,6 +287,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     cacheSize: config.CACHE_SIZE,
   });
 
+  const audit = new AuditLog(database, clock, logger);
+
   await app.register(opsRoutes, {
     database,
     store,
@@ -292,6 +298,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   await app.register(authRoutes, {
     signIns: new SignInService(otp, users, sessions),
     sessions,
+    audit,
     normalizePhone: phoneNormalizer(phonePolicy),
     exposeDevCode: config.NODE_ENV !== 'production',
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
@@ -299,7 +306,18 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     metrics,
     smsProvider: sms.name,
   });
-  await app.register(referralRoutes, { referrals, sessions, metrics });
+  await app.register(referralRoutes, { referrals, sessions, metrics, audit });
+  await app.register(adminRoutes, {
+    admin: new AdminService(database, clock, sessions, users, audit),
+    audit,
+    sessions,
+    normalizePhone: phoneNormalizer({
+      defaultRegion: config.DEFAULT_PHONE_REGION,
+      allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
+    }),
+  });
   await app.register(docsRoutes);
   await app.register(webRoutes);
   return app;

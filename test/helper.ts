@@ -73,7 +73,7 @@ async function freshPglite(): Promise<Database> {
     return client;
   })();
   const client = await sharedPglite;
-  await client.exec('truncate table api_tokens, users restart identity cascade');
+  await client.exec('truncate table api_tokens, users, audit_log restart identity cascade');
   return wrapPglite(client, false);
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
+import type { AuditLog } from '../audit/audit-log.js';
 import { ApiError } from '../errors.js';
 import { setRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
@@ -17,6 +18,7 @@ import type { SignInService } from './sign-in-service.js';
 export type AuthRoutesOptions = {
   signIns: SignInService;
   sessions: SessionService;
+  audit: AuditLog;
   /** Input as typed -> E.164 under the configured regions. */
   normalizePhone: (input: string) => PhoneResult;
   exposeDevCode: boolean;
@@ -86,8 +88,15 @@ const attemptsMessages: Record<AttemptsLimit, string> = {
 };
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
-  const { signIns, sessions, normalizePhone, exposeDevCode, resendCooldownSeconds, captcha } =
-    options;
+  const {
+    signIns,
+    sessions,
+    audit,
+    normalizePhone,
+    exposeDevCode,
+    resendCooldownSeconds,
+    captcha,
+  } = options;
   const { metrics, smsProvider } = options;
 
   app.get(
@@ -176,6 +185,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           'The SMS could not be delivered. Try again later.',
         );
       }
+      await audit.codeSent(phoneNumber, request.ip, result.withheld);
       return {
         success: true as const,
         message: 'Verification code sent to your phone number.',
@@ -228,6 +238,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
               'No valid code for this number. Request a new code.',
             );
           case 'invalid_code':
+            // Only the guess that voids the code is audited: a flood of wrong guesses writes nothing.
+            if (result.attemptsLeft === 0) await audit.codeVoided(phoneNumber, request.ip);
             throw new ApiError('invalid_code', 'Invalid verification code.', {
               attempts_left: result.attemptsLeft,
             });
@@ -269,7 +281,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      await sessions.revoke(request.token as string, currentUser(request).id);
+      const { id } = currentUser(request);
+      await sessions.revoke(request.token as string, id, (tx) =>
+        audit.byUser(tx, 'logout', id, request.ip),
+      );
       return { success: true as const };
     },
   );
@@ -296,7 +311,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      const revoked = await sessions.revokeAll(currentUser(request).id);
+      const { id } = currentUser(request);
+      const revoked = await sessions.revokeAll(id, (tx, count) =>
+        audit.byUser(tx, 'logout_all', id, request.ip, { revoked: count }),
+      );
       return { success: true as const, revoked };
     },
   );

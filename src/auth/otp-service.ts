@@ -26,12 +26,14 @@ export type OtpSettings = {
 /** Every result says how much of each limit it checked is left (for the RateLimit headers). */
 type WithLimits = { limits: LimitState[] };
 
-export type IssueResult = (
-  | { ok: true; code: string }
-  | { ok: false; error: 'rate_limited'; limit: SendLimit; retryAfterSeconds: number }
-  | { ok: false; error: 'sms_delivery_failed' }
-) &
-  WithLimits;
+export type IssueResult =
+  /** `withheld`: issued to a blocked account, and not sent (see `issue`). */
+  (
+    | { ok: true; code: string; withheld: boolean }
+    | { ok: false; error: 'rate_limited'; limit: SendLimit; retryAfterSeconds: number }
+    | { ok: false; error: 'sms_delivery_failed' }
+  ) &
+    WithLimits;
 
 /** Which cap refused a guess: the code's attempts, the number's hourly cap, or the client's. */
 export type AttemptsLimit = 'code' | 'number' | 'client';
@@ -160,12 +162,12 @@ export class OtpService {
     await this.store.setAndDelete(this.codeKey(phoneNumber), record, this.settings.ttlSeconds, [
       this.attemptsKey(phoneNumber),
     ]);
-    if (testCode !== undefined) return { ok: true, code, limits };
+    if (testCode !== undefined) return { ok: true, code, withheld: false, limits };
     if (withheld) {
       // As long as a message would have taken, so that the answer's timing
       // does not tell a blocked number either (nor do its limits: the same as any).
       await new Promise((resolve) => setTimeout(resolve, this.typicalSendMs));
-      return { ok: true, code, limits };
+      return { ok: true, code, withheld: true, limits };
     }
     const startedMs = this.clock.now().getTime();
     try {
@@ -180,7 +182,7 @@ export class OtpService {
     }
     const tookMs = this.clock.now().getTime() - startedMs;
     this.typicalSendMs = Math.round(this.typicalSendMs * 0.8 + tookMs * 0.2);
-    return { ok: true, code, limits };
+    return { ok: true, code, withheld: false, limits };
   }
 
   /**

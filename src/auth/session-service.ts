@@ -2,7 +2,7 @@ import { hash as oneShotHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { cacheAging, type UserVersions } from '../cache/user-versions.js';
-import type { Database } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
 import { apiTokens } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
@@ -134,21 +134,52 @@ export class SessionService {
       : null;
   }
 
-  async revoke(token: string, userId: number): Promise<void> {
+  /**
+   * Revokes one token; `alongside` runs in the same transaction (the audit
+   * entry), so both commit or neither.
+   */
+  async revoke(
+    token: string,
+    userId: number,
+    alongside?: (tx: Db, revoked: number) => Promise<void>,
+  ): Promise<void> {
     const hash = hashToken(token);
     this.cache?.delete(hash.toString('base64'));
-    await this.versions.write([userId], async () => {
-      await this.database.db.delete(apiTokens).where(eq(apiTokens.tokenHash, hash));
+    await this.changeAccount(userId, async (tx) => {
+      const deleted = await tx
+        .delete(apiTokens)
+        .where(eq(apiTokens.tokenHash, hash))
+        .returning({ id: apiTokens.id });
+      await alongside?.(tx, deleted.length);
     });
   }
 
-  async revokeAll(userId: number): Promise<number> {
-    return this.versions.write([userId], async () => {
-      const deleted = await this.database.db
+  /**
+   * Revokes every token of the user, on every instance at once; `alongside`
+   * runs in the same transaction (blocking the user, the audit entry).
+   */
+  async revokeAll(
+    userId: number,
+    alongside?: (tx: Db, revoked: number) => Promise<void>,
+  ): Promise<number> {
+    return this.changeAccount(userId, async (tx) => {
+      const deleted = await tx
         .delete(apiTokens)
         .where(eq(apiTokens.userId, userId))
         .returning({ id: apiTokens.id });
+      await alongside?.(tx, deleted.length);
       return deleted.length;
     });
+  }
+
+  /**
+   * Runs, in one transaction, a change to the user that a token check reads
+   * (blocked, staff): every instance's cached sessions of the user are
+   * dropped before the change answers, so its next request sees it.
+   */
+  async changeAccount<T>(userId: number, change: (tx: Db) => Promise<T>): Promise<T> {
+    return this.versions.write([userId], () =>
+      this.database.db.transaction((tx) => change(tx as unknown as Db)),
+    );
   }
 }

@@ -37,6 +37,7 @@ export class SignInService {
     return this.otp.issue(phoneNumber, region, clientIp, () => this.users.isBlocked(phoneNumber));
   }
 
+  /** `clientIp` goes into the sign-in's audit entry, written with the token. */
   async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
     const verified = await this.otp.verify(phoneNumber, code, clientIp);
     if (!verified.ok) return verified;
@@ -46,6 +47,7 @@ export class SignInService {
     const { user, isNew } = await this.users.findOrCreate(
       phoneNumber,
       verified.withheld ? null : stored,
+      clientIp,
     );
     const { limits } = verified;
     if (user.isBlocked) return { ok: false, error: 'account_blocked', limits };

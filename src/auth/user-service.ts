@@ -19,6 +19,7 @@ type FoundOrCreated = { user: SignedInUser; isNew: boolean };
 type Pending = {
   phoneNumber: string;
   token: NewToken | null;
+  clientIp: string | null;
   resolve: (result: FoundOrCreated) => void;
   reject: (error: unknown) => void;
 };
@@ -41,14 +42,18 @@ const MAX_TRIES = 20;
 const MAX_BATCH = 64;
 
 // One round trip and one commit for a batch of sign-ins: find or create each
-// user, store each token unless the account is blocked, and read what each
+// user, store each token unless the account is blocked, write each sign-in's
+// audit entry (a refused one for a blocked account), and read what each
 // answer shows. `on conflict do nothing` without a target covers both unique
 // columns: a number that exists is found instead, a drawn invite code that
-// exists leaves the number without a row for now.
+// exists leaves the number without a row for now. Only a sign-in (it comes
+// with the client's IP) is audited: a blocked account's as refused, one with
+// a token as a sign-in; the CLI making an admin, or a withheld code used after
+// unblocking, stores no token and writes nothing.
 const SIGN_IN_SQL = `
   with input as (
-    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[])
-      as t(phone_number, invite_code, token_hash, expires_at)
+    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[])
+      as t(phone_number, invite_code, token_hash, expires_at, client_ip)
   ), created as (
     insert into users (phone_number, invite_code, created_at)
     select phone_number, invite_code, $3 from input
@@ -66,6 +71,18 @@ const SIGN_IN_SQL = `
     from found f join input i on i.phone_number = f.phone_number
     where not f.is_blocked and i.token_hash is not null
     returning user_id
+  ), audited as (
+    insert into audit_log (at, type, actor, actor_id, user_id, ip, details)
+    select $3,
+      case when f.is_blocked then 'sign_in_failed' else 'sign_in' end,
+      case when f.is_blocked then 'anonymous' else 'user' end,
+      case when f.is_blocked then null else f.id end,
+      f.id, i.client_ip,
+      case when f.is_blocked
+        then jsonb_build_object('phone_number', f.phone_number, 'reason', 'blocked')
+        else jsonb_build_object('new_user', f.is_new) end
+    from found f join input i on i.phone_number = f.phone_number
+    where i.client_ip is not null and (f.is_blocked or i.token_hash is not null)
   )
   select f.id, f.phone_number, f.invite_code, r.invite_code as activated_invite_code,
     f.is_blocked, f.is_new
@@ -96,13 +113,18 @@ export class UserService {
 
   /**
    * Finds the user of a number or creates them with a fresh invite code, and
-   * stores `token` for them unless they are blocked. The unique index on
-   * phone_number decides which of two racing first sign-ins inserts; the other
-   * finds the row it made.
+   * stores `token` for them unless they are blocked. With `clientIp` this is
+   * a sign-in, audited in the same statement. The unique index
+   * on phone_number decides which of two racing first sign-ins inserts; the
+   * other finds the row it made.
    */
-  findOrCreate(phoneNumber: string, token: NewToken | null = null): Promise<FoundOrCreated> {
+  findOrCreate(
+    phoneNumber: string,
+    token: NewToken | null = null,
+    clientIp: string | null = null,
+  ): Promise<FoundOrCreated> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ phoneNumber, token, resolve, reject });
+      this.pending.push({ phoneNumber, token, clientIp, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // A timer, not setImmediate: on PGlite the statement holds the thread
@@ -170,6 +192,7 @@ export class UserService {
           this.clock.now(),
           left.map((entry) => entry.token?.hash.toString('hex') ?? null),
           left.map((entry) => entry.token?.expiresAt ?? null),
+          left.map((entry) => entry.clientIp),
         ]);
         const byNumber = new Map(rows.map((row) => [row.phone_number, row]));
         left = left.filter((entry) => {

@@ -77,7 +77,7 @@ export class Metrics {
 
   readonly rateLimited = new Counter({
     name: 'rate_limited_total',
-    help: 'Requests refused with 429, by the limit that refused them: send_cooldown, send_phone, send_ip, send_global, verify_code, verify_number, verify_client',
+    help: 'Requests refused with 429, by the limit that refused them: send_cooldown, send_phone, send_ip, send_region, send_global, verify_code, verify_number, verify_client',
     labelNames: ['reason'] as const,
     registers: this.registers,
   });

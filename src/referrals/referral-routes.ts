@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
+import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { SessionService } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
@@ -17,6 +18,7 @@ import { type ActivationError, decodeCursor, type ReferralService } from './refe
 export type ReferralRoutesOptions = {
   referrals: ReferralService;
   sessions: SessionService;
+  audit: AuditLog;
   metrics: Metrics;
 };
 
@@ -31,7 +33,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions, metrics } = options;
+  const { referrals, sessions, audit, metrics } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -108,7 +110,9 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request) => {
       const user = currentUser(request);
-      const result = await referrals.activate(user.id, request.body.invite_code);
+      const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
+        audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
+      );
       metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {

@@ -216,8 +216,15 @@ export class ReferralService {
    * re-reads: if the root gained a referrer meanwhile, the chain is walked again.
    * While the locks are held, neither the user nor the root can be given a
    * referrer by anyone else, so the chain checked is the chain committed.
+   *
+   * `alongside` runs in the transaction of a successful activation (the audit
+   * entry), so both commit or neither.
    */
-  async activate(userId: number, rawCode: string): Promise<ActivationResult> {
+  async activate(
+    userId: number,
+    rawCode: string,
+    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+  ): Promise<ActivationResult> {
     const code = normalizeInviteCode(rawCode);
     if (code === null) return { ok: false, error: 'invite_not_found' };
     // The user's profile and the owner's change: both are announced to caches.
@@ -226,7 +233,7 @@ export class ReferralService {
       for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
         try {
           const outcome = await this.db.transaction((tx) =>
-            this.tryActivate(tx as unknown as Db, userId, code, write),
+            this.tryActivate(tx as unknown as Db, userId, code, write, alongside),
           );
           if (outcome !== 'retry') return outcome;
         } catch (error) {
@@ -244,6 +251,7 @@ export class ReferralService {
     userId: number,
     code: string,
     write: WriteScope,
+    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
   ): Promise<ActivationResult | 'retry'> {
     const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
@@ -291,6 +299,7 @@ export class ReferralService {
       update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
         referral_seq = ${seq}
       where id = ${userId}`);
+    await alongside?.(tx, { referrerId: ownerId });
     return { ok: true };
   }
 }

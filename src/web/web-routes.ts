@@ -46,21 +46,25 @@ export const securityHeaders = {
 };
 
 /**
- * The web UI: `GET /` serves the single page, `/assets/*` its scripts, styles and icon. The files
+ * The web UI: `GET /` serves the single page, `GET /admin/` the staff page, `/assets/*` their
+ * scripts, styles and icon. The files
  * are not fingerprinted, so they are served with `no-cache`: browsers revalidate with the ETag
  * and get a cheap 304, and a deploy is never hidden behind a stale cache.
  */
 export async function webRoutes(app: FastifyInstance): Promise<void> {
-  const indexHtml = await readFile(join(webRoot, 'index.html'), 'utf8');
-
-  app.get('/', { schema: { hide: true } }, async (_request, reply) => {
-    reply.headers({
-      ...securityHeaders,
-      'content-type': 'text/html; charset=utf-8',
-      'cache-control': 'no-cache',
+  const page = async (url: string, file: string) => {
+    const html = await readFile(join(webRoot, file), 'utf8');
+    app.get(url, { schema: { hide: true } }, async (_request, reply) => {
+      reply.headers({
+        ...securityHeaders,
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-cache',
+      });
+      return html;
     });
-    return indexHtml;
-  });
+  };
+  await page('/', 'index.html');
+  await page('/admin/', 'admin/index.html');
 
   await app.register(fastifyStatic, {
     root: webRoot,
@@ -70,8 +74,8 @@ export async function webRoutes(app: FastifyInstance): Promise<void> {
     // Leave reply.sendFile free for any other use of @fastify/static in the app.
     decorateReply: false,
     dotfiles: 'deny',
-    // The page itself has one address, `/`.
-    allowedPath: (pathName) => pathName !== '/index.html',
+    // Each page has one address, `/` and `/admin/`.
+    allowedPath: (pathName) => pathName !== '/index.html' && pathName !== '/admin/index.html',
     cacheControl: false,
     setHeaders(res) {
       for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);

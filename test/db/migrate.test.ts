@@ -46,7 +46,12 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
     expect(applied.rows[0].n).toBeGreaterThanOrEqual(1);
     // One instance applied them all; each of the others found none left.
     expect(counts.sort()).toEqual([0, 0, 0, applied.rows[0].n]);
-    expect(tables.rows.map((r) => r.table_name)).toEqual(['api_tokens', 'users']);
+    expect(tables.rows.map((r) => r.table_name)).toEqual([
+      'api_tokens',
+      'audit_log',
+      'user_totals',
+      'users',
+    ]);
     // Running again is a no-op.
     expect(await instances[0]?.migrate()).toBe(0);
   });
