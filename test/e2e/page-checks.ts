@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 
 /*
  * Checks of what a person sees, shared by the browser tests: text contrast, touch target sizes
- * and sideways scrolling. (The same checks as web-ui.test.ts, which keeps its own copy.)
+ * and sideways scrolling.
  */
 
 export const viewports = {
