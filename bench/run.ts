@@ -1,5 +1,5 @@
 /**
- * Benchmarks of the service (GitHub issue 6). `npm run bench` for the full run,
+ * Benchmarks of the service (GitHub issues 6, 17 and 18). `npm run bench` for the full run,
  * `npm run bench -- --quick` for a short smoke run; `--help` lists the options.
  *
  * Every process runs apart, so that none shares an event loop with another:

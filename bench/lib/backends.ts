@@ -14,6 +14,7 @@ import { peakRssMb, rssMb, waitForQuiet } from './sampling.js';
 import { type SeedReport, seedScaleData } from './seed.js';
 import { type Service, startService } from './service.js';
 import {
+  adminWorkloads,
   healthzWorkload,
   profileWorkload,
   scaleWorkloads,
@@ -74,10 +75,14 @@ export async function runPostgres(
       backend: 'postgres',
       env: { DATABASE_URL: databaseUrl.toString(), REDIS_URL: options.redisUrl },
       afterCommon: async (service) => {
-        if (!options.workloads.includes('scale')) return;
+        const scale = options.workloads.includes('scale');
+        const admin = options.workloads.includes('admin');
+        if (!scale && !admin) return;
         const seed = await seedScaleData(options, databaseUrl.toString(), workDir);
         outcome.seed = seed.report;
-        await scaleWorkloads(context, service, seed.summary);
+        if (scale) await scaleWorkloads(context, service, seed.summary);
+        if (admin) await adminWorkloads(context, service, seed.summary);
+        if (!scale) return;
         // The same reads with the per-instance caches off: what every read
         // costs in PostgreSQL (a first read, or CACHE_SIZE=0).
         const uncached = await startService({

@@ -3,7 +3,15 @@
 import { parseArgs } from 'node:util';
 import type { Backend } from './common.js';
 
-export const WORKLOADS = ['healthz', 'profile', 'verify', 'signin', 'scale', 'startup'] as const;
+export const WORKLOADS = [
+  'healthz',
+  'profile',
+  'verify',
+  'signin',
+  'scale',
+  'admin',
+  'startup',
+] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 
 export type Options = {
@@ -31,8 +39,8 @@ export const HELP = `usage: npm run bench -- [options]
   --warmup S            seconds of unmeasured load before each (default 2, quick 1)
   --connections N       concurrent keep-alive connections (default 64)
   --backends LIST       postgres,embedded,memory (default postgres,embedded)
-  --only LIST           healthz,profile,verify,signin,scale,startup (default all; the
-                        bare baseline always runs)
+  --only LIST           healthz,profile,verify,signin,scale,admin,startup (default all;
+                        the bare baseline always runs; scale and admin seed the data set)
   --users N             users seeded for the scale workloads (default 1000000, quick 50000)
   --referrals N         referrals of the top referrer (default 100000, quick 5000)
   --cpu-prof            run the service under --cpu-prof and summarise where the time goes

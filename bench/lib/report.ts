@@ -148,7 +148,7 @@ export function toMarkdown(results: Results): string {
           '',
         ]
       : []),
-    '## Targets (issue 6)',
+    '## Targets (issues 6, 17 and 18)',
     '',
     '| target | goal | measured | |',
     '|---|---|---|---|',
@@ -249,7 +249,7 @@ export function printSummary(results: Results): void {
         `${contended.length} run(s); those figures are lower than on a quiet machine.\n`,
     );
   }
-  out.write('\nTargets (issue 6):\n');
+  out.write('\nTargets (issues 6, 17 and 18):\n');
   for (const t of results.targets) {
     out.write(`  ${t.pass ? 'met   ' : 'MISSED'}  ${t.target}: ${t.measured} (goal ${t.goal})\n`);
   }

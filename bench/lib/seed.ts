@@ -10,7 +10,8 @@ import { exited, track } from './processes.js';
 export type SeedSummary = {
   users: number;
   topUser: { id: number; inviteCode: string; referralsCount: number; tokens: string[] };
-  sampleUsers: { id: number; token: string }[];
+  sampleUsers: { id: number; phoneNumber: string; inviteCode: string; token: string }[];
+  staffUser: { id: number; phoneNumber: string; tokens: string[] } | null;
   totals: { users: number; referred: number; apiTokens: number };
   foreignKeyChecks: string;
   timingsMs: Record<string, number>;
@@ -48,6 +49,8 @@ export async function seedScaleData(
         '100',
         '--sample-users',
         '1000',
+        '--staff-tokens',
+        '10',
         '--out',
         out,
         '--database-url',

@@ -82,6 +82,7 @@ export async function uncachedProfileWorkload(context: Context, service: Service
     workload: 'profile-nocache',
     description: `GET /api/profile/ with CACHE_SIZE=0, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
     expectedStatus: 200,
+    paired: true,
     job: { requests: tokens.map((t) => authorized(t, '/api/profile/')), distribution: 'rotate' },
   });
 }
@@ -178,13 +179,17 @@ export async function scaleWorkloads(
     ),
   );
   // At full load the latency is mostly queueing; at 8 connections it is the request's own.
+  // The uncached reads have ratio targets (issue 17): bare runs next to them at full load.
+  const uncached = variant === '-nocache';
   for (const connections of [context.options.connections, LIGHT_CONNECTIONS]) {
-    const suffix = `${variant}${connections === context.options.connections ? '' : `@${connections}`}`;
+    const full = connections === context.options.connections;
+    const suffix = `${variant}${full ? '' : `@${connections}`}`;
     await runLoad(context, service, {
       workload: `scale-profile${suffix}`,
       description: `${users} users: GET /api/profile/ of the top referrer (${referralsCount} referrals), ${tokens.length} tokens`,
       expectedStatus: 200,
       connections,
+      paired: uncached && full,
       job: { requests: profileJob, distribution: 'rotate' },
     });
     await runLoad(context, service, {
@@ -192,6 +197,7 @@ export async function scaleWorkloads(
       description: `${users} users: GET /api/profile/referrals/?limit=100 of the top referrer, ${spread.length} cursors across all pages`,
       expectedStatus: 200,
       connections,
+      paired: uncached && full,
       job: { requests: pagesJob, distribution: 'rotate' },
     });
   }
@@ -199,9 +205,79 @@ export async function scaleWorkloads(
     workload: `scale-profile-random${variant}`,
     description: `${users} users: GET /api/profile/ of ${seed.sampleUsers.length} random users`,
     expectedStatus: 200,
+    paired: uncached,
     job: {
       requests: seed.sampleUsers.map((u) => authorized(u.token, '/api/profile/')),
       distribution: 'rotate',
     },
   });
+}
+
+/** `+79991234567` as `8 (999) 123-45-67`: a full number the way a person types it. */
+function typedNumber(e164: string): string {
+  const d = e164.slice(2);
+  return `8 (${d.slice(0, 3)}) ${d.slice(3, 6)}-${d.slice(6, 8)}-${d.slice(8)}`;
+}
+
+/**
+ * The admin API at scale (issue 18), as the seed's staff user: users search by
+ * the last 4 digits of a number (the fewest accepted, so the most matches:
+ * about one user in 10,000), by an invite code (lower case), by a full number
+ * as typed, and the stats; each at full load and at 8 connections.
+ */
+export async function adminWorkloads(context: Context, service: Service, seed: SeedSummary) {
+  const staff = seed.staffUser;
+  if (!staff || staff.tokens.length === 0) throw new Error('admin workloads: no staff user seeded');
+  const token = staff.tokens[0] ?? '';
+  const samples = seed.sampleUsers;
+  const search = (q: string) => `/api/admin/users/?q=${encodeURIComponent(q)}`;
+  const sample = samples[0];
+  if (sample) {
+    const found = await expectOk(
+      call(service.baseUrl, 'GET', search(typedNumber(sample.phoneNumber)), { token }),
+      'admin search',
+    );
+    const results = (found.results ?? []) as { id?: number }[];
+    if (!results.some((user) => user.id === sample.id)) {
+      throw new Error(`admin search set-up: ${sample.phoneNumber} not found`);
+    }
+  }
+  await expectOk(call(service.baseUrl, 'GET', '/api/admin/stats/', { token }), 'admin stats');
+  const users = fmt(seed.users);
+  const asStaff = (paths: string[]) =>
+    paths.map((path, i) => authorized(staff.tokens[i % staff.tokens.length] ?? token, path));
+  const kinds = [
+    {
+      workload: 'admin-search-digits',
+      description: `${users} users: GET /api/admin/users/?q=<last 4 digits> of ${samples.length} numbers`,
+      paths: samples.map((u) => search(u.phoneNumber.slice(-4))),
+    },
+    {
+      workload: 'admin-search-code',
+      description: `${users} users: GET /api/admin/users/?q=<invite code, lower case> of ${samples.length} users`,
+      paths: samples.map((u) => search(u.inviteCode.toLowerCase())),
+    },
+    {
+      workload: 'admin-search-phone',
+      description: `${users} users: GET /api/admin/users/?q=8 (9xx) xxx-xx-xx, ${samples.length} numbers`,
+      paths: samples.map((u) => search(typedNumber(u.phoneNumber))),
+    },
+    {
+      workload: 'admin-stats',
+      description: `${users} users: GET /api/admin/stats/ (totals and top referrers)`,
+      paths: ['/api/admin/stats/'],
+    },
+  ];
+  for (const connections of [context.options.connections, LIGHT_CONNECTIONS]) {
+    const suffix = connections === context.options.connections ? '' : `@${connections}`;
+    for (const kind of kinds) {
+      await runLoad(context, service, {
+        workload: `${kind.workload}${suffix}`,
+        description: kind.description,
+        expectedStatus: 200,
+        connections,
+        job: { requests: asStaff(kind.paths), distribution: 'rotate' },
+      });
+    }
+  }
 }
