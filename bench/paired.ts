@@ -25,9 +25,9 @@ import { HOST, median, ROOT } from './lib/common.js';
 import { cleanups, stopProcess, cleanUp as stopStarted } from './lib/processes.js';
 import { processCpuUs } from './lib/sampling.js';
 import { type Service, startService } from './lib/service.js';
+import { OPEN_LIMITS } from './lib/service-settings.js';
 
 const CONNECTIONS = 64;
-const NUMBERS = 1_500;
 
 const USAGE = `npm run bench:paired -- --base <git revision> [options]
 
@@ -36,6 +36,10 @@ const USAGE = `npm run bench:paired -- --base <git revision> [options]
   --backend B         embedded (default) | postgres (PostgreSQL + Redis on 127.0.0.1)
   --rounds N          rounds of concurrent load (default 8)
   --duration S        seconds per round (default 3)
+  --numbers N         verify: numbers with a live code, guessed in turn (default 1500)
+  --max-attempts N    verify: OTP_MAX_ATTEMPTS of both services (default 100: no code is
+                      voided in a round; 5, the service's default, with enough --numbers
+                      makes every fifth wrong guess void a code, the audited one)
 `;
 
 const { values } = parseArgs({
@@ -45,6 +49,8 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'embedded' },
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '3' },
+    numbers: { type: 'string', default: '1500' },
+    'max-attempts': { type: 'string', default: OPEN_LIMITS.OTP_MAX_ATTEMPTS },
     help: { type: 'boolean', default: false },
   },
 });
@@ -52,11 +58,15 @@ if (values.help || !values.base) {
   process.stdout.write(USAGE);
   process.exit(values.help ? 0 : 2);
 }
+const NUMBERS = Number(values.numbers);
+const MAX_ATTEMPTS = values['max-attempts'];
 const workload = values.workload as 'verify' | 'profile' | 'healthz';
 const backend = values.backend as 'embedded' | 'postgres';
 if (
   !['verify', 'profile', 'healthz'].includes(workload) ||
-  !['embedded', 'postgres'].includes(backend)
+  !['embedded', 'postgres'].includes(backend) ||
+  !(NUMBERS >= 1) ||
+  !(Number(MAX_ATTEMPTS) >= 1)
 ) {
   process.stdout.write(USAGE);
   process.exit(2);
@@ -109,7 +119,7 @@ async function inBatches(count: number, work: (i: number) => Promise<void>): Pro
 
 /** The environment of a build's service; on PostgreSQL, a throwaway database and a Redis logical database of its own. */
 function prepare(build: Build, redisDb: number): void {
-  build.env = { DATA_DIR: join(workDir, `data-${build.name}`) };
+  build.env = { DATA_DIR: join(workDir, `data-${build.name}`), OTP_MAX_ATTEMPTS: MAX_ATTEMPTS };
   if (backend !== 'postgres') return;
   const database = `bench_paired_${build.name}_${randomBytes(4).toString('hex')}`;
   sh('psql', ['-h', HOST, '-U', 'postgres', '-qc', `create database ${database}`]);
