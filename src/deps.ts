@@ -10,6 +10,7 @@ import { SignInBatcher } from './auth/sign-in-batcher.js';
 import { UserService, type Users } from './auth/user-service.js';
 import { CachedReferrals } from './cache/cached-referrals.js';
 import { CachedSessions } from './cache/cached-sessions.js';
+import { RequestVersions } from './cache/request-versions.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
@@ -73,14 +74,16 @@ export function composeServices(
   const plainUsers = new UserService(database, clock, random);
   const plainReferrals = new ReferralService(database, changes, clock);
   const cached = config.CACHE_SIZE > 0;
+  // One read of the user's version per request, shared by both caches.
+  const versions = new RequestVersions(changes);
   return {
     changes,
     sessions: cached
-      ? new CachedSessions(plainSessions, changes, clock, config.CACHE_SIZE)
+      ? new CachedSessions(plainSessions, versions, clock, config.CACHE_SIZE)
       : plainSessions,
     users: config.SIGN_IN_BATCHING ? new SignInBatcher(plainUsers) : plainUsers,
     referrals: cached
-      ? new CachedReferrals(plainReferrals, changes, clock, config.CACHE_SIZE)
+      ? new CachedReferrals(plainReferrals, versions, clock, config.CACHE_SIZE)
       : plainReferrals,
   };
 }

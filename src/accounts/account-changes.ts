@@ -38,6 +38,9 @@ export type Announce = (userId: number) => Promise<void>;
  * (src/cache/cache-aging.ts), or at once after deleting the user's version key.
  */
 export class AccountChanges {
+  /** Writes this instance has ended: a cache's confirmation older than one is void. */
+  writesEnded = 0;
+
   constructor(
     private readonly database: Database,
     private readonly store: KeyValueStore,
@@ -85,6 +88,7 @@ export class AccountChanges {
           await this.store.increment(keys.pending, PENDING_TTL_SECONDS, -1);
         }),
       );
+      if (started.size > 0) this.writesEnded += 1;
     }
   }
 

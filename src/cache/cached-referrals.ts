@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { AccountChanges } from '../accounts/account-changes.js';
+import type { AuthenticatedUser } from '../auth/session-service.js';
 import type { Clock } from '../lib/clock.js';
 import type {
   ActivationResult,
@@ -9,14 +9,16 @@ import type {
   Referrals,
 } from '../referrals/referral-service.js';
 import { cacheAging } from './cache-aging.js';
+import type { RequestVersions } from './request-versions.js';
 
 type Cached<T> = { value: T; version: string };
 
 /**
  * Profiles and referrals pages remembered per instance under the user's
  * version (AccountChanges): a new referral or an activation is seen by every
- * instance on its next request. The version is read before the database, so
- * an entry can only be older than a change that had not answered yet.
+ * instance on its next request. The version is the one the request's token
+ * check read (RequestVersions), before the database, so an entry can only be
+ * older than a change that had not answered yet.
  */
 export class CachedReferrals implements Referrals {
   private readonly profiles: LRUCache<number, Cached<Profile>>;
@@ -24,7 +26,7 @@ export class CachedReferrals implements Referrals {
 
   constructor(
     private readonly inner: Referrals,
-    private readonly changes: AccountChanges,
+    private readonly versions: RequestVersions,
     clock: Clock,
     size: number,
   ) {
@@ -43,22 +45,27 @@ export class CachedReferrals implements Referrals {
     });
   }
 
-  async getProfile(userId: number): Promise<Profile | null> {
-    const version = await this.changes.version(userId);
-    const cached = version === null ? undefined : this.profiles.get(userId);
+  async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
+    const version = await this.versions.forUser(user);
+    const cached = version === null ? undefined : this.profiles.get(user.id);
     if (cached !== undefined && cached.version === version) return cached.value;
-    const profile = await this.inner.getProfile(userId);
-    if (version !== null && profile !== null)
-      this.profiles.set(userId, { value: profile, version });
+    const profile = await this.inner.getProfile(user);
+    if (version !== null && profile !== null) {
+      this.profiles.set(user.id, { value: profile, version });
+    }
     return profile;
   }
 
-  async listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage> {
-    const version = await this.changes.version(userId);
-    const key = `${userId}:${afterSeq}:${limit}`;
+  async listReferrals(
+    user: AuthenticatedUser,
+    afterSeq: number,
+    limit: number,
+  ): Promise<ReferralPage> {
+    const version = await this.versions.forUser(user);
+    const key = `${user.id}:${afterSeq}:${limit}`;
     const cached = version === null ? undefined : this.pages.get(key);
     if (cached !== undefined && cached.version === version) return cached.value;
-    const page = await this.inner.listReferrals(userId, afterSeq, limit);
+    const page = await this.inner.listReferrals(user, afterSeq, limit);
     if (version !== null) this.pages.set(key, { value: page, version });
     return page;
   }

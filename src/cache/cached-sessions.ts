@@ -1,5 +1,4 @@
 import { LRUCache } from 'lru-cache';
-import type { AccountChanges } from '../accounts/account-changes.js';
 import {
   type AlongsideRevoke,
   hashToken,
@@ -8,12 +7,13 @@ import {
 } from '../auth/session-service.js';
 import type { Clock } from '../lib/clock.js';
 import { cacheAging } from './cache-aging.js';
+import type { RequestVersions } from './request-versions.js';
 
 type Cached = Session & { version: string };
 
 /**
  * Live tokens remembered per instance, keyed by their hash, under the user's
- * version (AccountChanges): a revoked token, a blocked user, a staff change is
+ * version (AccountChanges, read once per request: RequestVersions): a revoked token, a blocked user, a staff change is
  * refused by every instance on its next request. Unknown tokens are never
  * remembered.
  */
@@ -22,7 +22,7 @@ export class CachedSessions implements Sessions {
 
   constructor(
     private readonly inner: Sessions,
-    private readonly changes: AccountChanges,
+    private readonly versions: RequestVersions,
     private readonly clock: Clock,
     size: number,
   ) {
@@ -41,17 +41,24 @@ export class CachedSessions implements Sessions {
         this.cache.delete(key);
         return null;
       }
-      const version = await this.changes.version(cached.user.id);
-      if (version !== null && version === cached.version) return cached;
+      const version = await this.versions.read(cached.user.id);
+      if (version !== null && version === cached.version) return this.confirmed(cached, version);
       this.cache.delete(key);
       return this.checkAndRemember(token, key, version);
     }
     // The user, hence whose version to read, is known only after a first look.
     const found = await this.inner.authenticate(token);
     if (found === null) return null;
-    const version = await this.changes.version(found.user.id);
-    if (version === null) return found;
+    const version = await this.versions.read(found.user.id);
+    if (version === null) return this.confirmed(found, version);
     return this.checkAndRemember(token, key, version);
+  }
+
+  /** A session of its own for this request, its user confirmed at `version` (RequestVersions). */
+  private confirmed(session: Session, version: string | null): Session {
+    const user = { ...session.user };
+    this.versions.confirm(user, version);
+    return { user, expiresAtMs: session.expiresAtMs };
   }
 
   /** Checks the token again, now that `version` was read first, and remembers it under it. */
@@ -61,8 +68,9 @@ export class CachedSessions implements Sessions {
     version: string | null,
   ): Promise<Session | null> {
     const found = await this.inner.authenticate(token);
-    if (found !== null && version !== null) this.cache.set(key, { ...found, version });
-    return found;
+    if (found === null) return null;
+    if (version !== null) this.cache.set(key, { ...found, version });
+    return this.confirmed(found, version);
   }
 
   async revoke(token: string, userId: number, alongside?: AlongsideRevoke): Promise<void> {

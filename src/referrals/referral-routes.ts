@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
-import type { Sessions } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
 import {
   bodyErrorResponses,
@@ -55,8 +55,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     return body as never;
   };
 
-  const loadProfile = async (userId: number) => {
-    const profile = await referrals.getProfile(userId);
+  const loadProfile = async (user: AuthenticatedUser) => {
+    const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     return profile;
@@ -77,7 +77,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request).id)),
+    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request))),
   );
 
   app.post(
@@ -116,7 +116,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
-        profile: await loadProfile(user.id),
+        profile: await loadProfile(user),
       };
     },
   );
@@ -170,7 +170,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      const page = await referrals.listReferrals(currentUser(request).id, afterSeq, limit);
+      const page = await referrals.listReferrals(currentUser(request), afterSeq, limit);
       return jsonBytes(reply, page);
     },
   );

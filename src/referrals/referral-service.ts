@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { AccountChanges, Announce } from '../accounts/account-changes.js';
+import type { AuthenticatedUser } from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -74,9 +75,9 @@ function toIso(value: Date | string | null): string {
 /** What the profile routes need (src/cache/cached-referrals.ts wraps it). */
 export interface Referrals {
   /** The profile, with the first referrals embedded, oldest first; null for no such user. */
-  getProfile(userId: number): Promise<Profile | null>;
+  getProfile(user: AuthenticatedUser): Promise<Profile | null>;
   /** A page of the user's referrals after position `afterSeq`, oldest first. */
-  listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage>;
+  listReferrals(user: AuthenticatedUser, afterSeq: number, limit: number): Promise<ReferralPage>;
   activate(
     userId: number,
     rawCode: string,
@@ -119,8 +120,8 @@ export class ReferralService implements Referrals {
     private readonly clock: Clock,
   ) {}
 
-  async getProfile(userId: number): Promise<Profile | null> {
-    const rows = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [userId]);
+  async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
+    const rows = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [user.id]);
     const first = rows[0];
     if (!first) return null;
     return {
@@ -143,9 +144,13 @@ export class ReferralService implements Referrals {
    * grows in commit order (see `activate`), so no page ever skips or repeats
    * a referral.
    */
-  async listReferrals(userId: number, afterSeq: number, limit: number): Promise<ReferralPage> {
+  async listReferrals(
+    user: AuthenticatedUser,
+    afterSeq: number,
+    limit: number,
+  ): Promise<ReferralPage> {
     const rows = await this.database.query<PageRow>('referrals_page', REFERRALS_PAGE_SQL, [
-      userId,
+      user.id,
       afterSeq,
       limit + 1,
     ]);

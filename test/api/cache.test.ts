@@ -126,6 +126,20 @@ describe.each(backends)('caches across instances (%s)', (backend) => {
     });
   });
 
+  it('the answer of an activation shows it, with the profile cached just before', async () => {
+    const { a } = await deployment();
+    const owner = await signIn(a);
+    const referee = await signIn(a);
+    for (let warm = 0; warm < 2; warm++) {
+      expect((await get(a, referee)).json().activated_invite_code).toBeNull();
+    }
+
+    const res = await post(a, referee, '/api/profile/', { invite_code: owner.user.invite_code });
+
+    expect(res.statusCode).toBe(200);
+    expect(res.json().profile.activated_invite_code).toBe(owner.user.invite_code);
+  });
+
   it('reads racing activations on the other instance never miss one that has answered', async () => {
     const { a, b } = await deployment();
     const owner = await signIn(a);
