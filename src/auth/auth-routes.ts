@@ -12,12 +12,12 @@ import { requireCaptcha } from './captcha-hook.js';
 import type { AttemptsLimit } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
 import type { SendLimit } from './send-limiter.js';
-import type { SessionService } from './session-service.js';
+import type { Sessions } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
   signIns: SignInService;
-  sessions: SessionService;
+  sessions: Sessions;
   audit: AuditLog;
   /** Input as typed -> E.164 under the configured regions. */
   normalizePhone: (input: string) => PhoneResult;

@@ -28,7 +28,9 @@ export function regionBudgetHit({
 }
 
 /** The send limits configured for this deployment. */
-export function createSendLimiter(deps: Deps): SendLimiter {
+export function createSendLimiter(
+  deps: Pick<Deps, 'store' | 'clock' | 'config' | 'logger'>,
+): SendLimiter {
   const { store, clock, config } = deps;
   return new StoreSendLimiter(
     store,

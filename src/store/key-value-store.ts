@@ -5,6 +5,12 @@
  * interleave. TTLs are whole seconds and are set when a key is created.
  */
 export interface KeyValueStore {
+  /**
+   * True when operations complete in this process, without I/O (the memory
+   * store): answers that used only the store are ready in the same turn of
+   * the event loop as their request.
+   */
+  readonly inProcess: boolean;
   get(key: string): Promise<string | null>;
   /**
    * Reads several keys at one instant (null for each missing one). On a Redis

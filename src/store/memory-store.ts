@@ -19,6 +19,7 @@ type Entry = { value: string; expiresAtMs: number; events?: LogEvent[] };
  * the injected clock, so tests can advance time instead of sleeping.
  */
 export class MemoryStore implements KeyValueStore {
+  readonly inProcess = true;
   private readonly entries = new Map<string, Entry>();
   private readonly sweeper: NodeJS.Timeout;
   private nextEventId = 0;

@@ -135,6 +135,7 @@ const TIMEOUTS_BEFORE_RECONNECT = 2;
  * when commands time out in a row on it.
  */
 export class RedisStore implements KeyValueStore {
+  readonly inProcess = false;
   private readonly client: RedisClient;
   private readonly prefix: string;
   private readonly logger: Logger;
