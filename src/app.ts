@@ -319,6 +319,6 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     }),
   });
   await app.register(docsRoutes);
-  await app.register(webRoutes);
+  await app.register(webRoutes, { captcha: deps.captcha?.provider ?? null });
   return app;
 }
