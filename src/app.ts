@@ -298,6 +298,6 @@ export async function buildApp(deps: Deps): Promise<App> {
     }),
   });
   await app.register(docsRoutes);
-  await app.register(webRoutes);
+  await app.register(webRoutes, { captcha: deps.captcha?.provider ?? null });
   return app;
 }

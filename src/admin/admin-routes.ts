@@ -71,7 +71,10 @@ const AuditEntrySchema = Type.Object(
     type: Type.Union(auditTypes.map((type) => Type.Literal(type))),
     actor: Type.Union(
       auditActors.map((actor) => Type.Literal(actor)),
-      { description: '`user`: the signed-in user `actor_id`; `cli`: the command line' },
+      {
+        description:
+          '`user`: the signed-in user `actor_id`; `cli`: the command line; `anonymous`: a client not signed in; `system`: the service itself (a budget that ran out)',
+      },
     ),
     actor_id: nullableId,
     user_id: Type.Union([Type.Integer(), Type.Null()], { description: 'Whom the entry is about' }),

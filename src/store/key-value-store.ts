@@ -113,7 +113,14 @@ export type GuessOutcome =
   | { outcome: 'absent' }
   | { outcome: 'exhausted'; record: string }
   | { outcome: 'taken'; record: string }
-  | { outcome: 'wrong'; record: string; attempt: number; failureId?: string };
+  | {
+      outcome: 'wrong';
+      record: string;
+      attempt: number;
+      failureId?: string;
+      /** The failures log after this guess: events held and the oldest one's time (ms). */
+      failures?: { held: number; oldestAtMs: number };
+    };
 
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';

@@ -140,7 +140,8 @@ export class MemoryStore implements KeyValueStore {
     this.entries.set(guess.attemptsKey, { value: String(attempt), expiresAtMs: entry.expiresAtMs });
     if (!guess.failures) return { outcome: 'wrong', record, attempt };
     const failureId = this.logEvent(guess.failures, events, nowMs);
-    return { outcome: 'wrong', record, attempt, failureId };
+    const failures = { held: events.length, oldestAtMs: (events[0] as LogEvent).atMs };
+    return { outcome: 'wrong', record, attempt, failureId, failures };
   }
 
   async giveBackGuess(guess: Guess, record: string, failureId: string | undefined): Promise<void> {
