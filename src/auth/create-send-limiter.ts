@@ -66,7 +66,7 @@ export function regionBudgetHit({
 
 /** The send limits configured for this deployment. */
 export function createSendLimiter(
-  deps: Pick<Deps, 'store' | 'clock' | 'config' | 'logger'>,
+  deps: Pick<Deps, 'store' | 'clock' | 'config' | 'logger' | 'database'>,
 ): SendLimiter {
   const { store, clock, config } = deps;
   return new StoreSendLimiter(
