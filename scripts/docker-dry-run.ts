@@ -228,14 +228,19 @@ async function run(work: string): Promise<void> {
   let server: ChildProcess | undefined;
   let output = '';
   try {
-    // The tools (types packages come along with drizzle-orm, and are inert).
+    // The tools: what the lockfile installs for development only. A dev
+    // dependency that a production one also needs (yaml, for @fastify/swagger)
+    // is a production package there, and belongs in the image.
+    const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
     const tools = Object.keys(
       (
         JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
           devDependencies: Record<string, string>;
         }
       ).devDependencies,
-    ).filter((name) => !name.startsWith('@types/'));
+    ).filter((name) => lock.packages[`node_modules/${name}`]?.dev === true);
     const leaked = tools.filter((name) => existsSync(join(runtimeDir, 'node_modules', name)));
     if (leaked.length > 0) throw new Error(`dev dependencies in the runtime stage: ${leaked}`);
     const metricsToken = randomBytes(16).toString('hex');

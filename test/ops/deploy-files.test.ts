@@ -78,12 +78,15 @@ describe('Prometheus alert rules (ops/prometheus)', () => {
     expect(new Set(rules.map((rule) => rule.alert)).size).toBe(rules.length);
   });
 
-  it('cover SMS spend, the error rate, the outbox backlog and instances down', () => {
+  it('cover SMS spend, the error rate, the outbox backlog, webhooks, fraud flags and instances down', () => {
     const exprOf = (name: string) => rules.find((rule) => rule.alert === name)?.expr ?? '';
     expect(exprOf('SmsSpendNearBudget')).toContain('otp_codes_sent_total');
     expect(exprOf('SmsSpendNearBudget')).toContain('sms_max_per_hour');
     expect(exprOf('HighErrorRate')).toContain('status=~"5.."');
     expect(exprOf('OutboxBacklog')).toContain('outbox_pending');
+    expect(exprOf('WebhookDeliveriesGivenUp')).toContain('webhook_deliveries_total');
+    expect(exprOf('WebhookDeliveriesGivenUp')).toContain('result="failed"');
+    expect(exprOf('FraudFlagsSpike')).toContain('fraud_flags_total');
     expect(exprOf('InstanceDown')).toContain('up{');
   });
 

@@ -115,6 +115,15 @@ describe.each(backends)('metrics at /metrics (%s)', (backend) => {
     expect(durations['method=GET,route=unmatched']).toBe(3);
     const buckets = series(samples, 'http_request_duration_seconds_bucket');
     expect(buckets['le=+Inf,method=POST,route=/api/auth/verify-code/']).toBe(4);
+    // Cumulative: each bucket holds those below it; nothing here takes 10 s.
+    const verifyBuckets = Object.entries(buckets)
+      .filter(([labels]) => labels.endsWith('method=POST,route=/api/auth/verify-code/'))
+      .map(([, count]) => count);
+    expect(verifyBuckets).toHaveLength(14);
+    expect(verifyBuckets).toEqual([...verifyBuckets].sort((a, b) => a - b));
+    expect(buckets['le=10,method=POST,route=/api/auth/verify-code/']).toBe(4);
+    const sum = series(samples, 'http_request_duration_seconds_sum');
+    expect(sum['method=POST,route=/api/auth/verify-code/']).toBeGreaterThan(0);
 
     // The scrape itself is counted by the next one.
     const again = await scrape(t);
