@@ -7,13 +7,8 @@ import { type App, type AppOptions, buildApp } from '../src/app.js';
 import { createCaptchaVerifier } from '../src/auth/captcha.js';
 import { createSendLimiter } from '../src/auth/create-send-limiter.js';
 import { type Config, loadConfig } from '../src/config.js';
-import {
-  type Database,
-  loadPgliteSeed,
-  openDatabase,
-  pgliteStartParams,
-  wrapPglite,
-} from '../src/db/client.js';
+import { type Database, openDatabase } from '../src/db/client.js';
+import { loadPgliteSeed, pgliteStartParams, wrapPglite } from '../src/db/pglite.js';
 import type { Deps } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import { cryptoRandom, type Random } from '../src/lib/random.js';
