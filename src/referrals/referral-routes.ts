@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
-import type { SessionService } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError, fieldMessages } from '../errors.js';
 import {
   bodyErrorResponses,
@@ -13,11 +13,11 @@ import {
   ReferralSchema,
 } from '../http/schemas.js';
 import type { Metrics } from '../ops/metrics.js';
-import { decodeCursor, type ReferralService } from './referral-service.js';
+import { decodeCursor, type Referrals } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
-  referrals: ReferralService;
-  sessions: SessionService;
+  referrals: Referrals;
+  sessions: Sessions;
   audit: AuditLog;
   metrics: Metrics;
 };
@@ -48,8 +48,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     return body as never;
   };
 
-  const loadProfile = async (userId: number, version: string | null) => {
-    const profile = await referrals.getProfile(userId, version);
+  const loadProfile = async (user: AuthenticatedUser) => {
+    const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', { of: 'session' });
     return profile;
@@ -70,8 +70,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) =>
-      jsonBytes(reply, await loadProfile(currentUser(request).id, request.userVersion)),
+    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request))),
   );
 
   app.post(
@@ -110,8 +109,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error);
       return {
         message: 'Invite code activated successfully.',
-        // Read fresh: the version read before the activation is stale now.
-        profile: await loadProfile(user.id, null),
+        profile: await loadProfile(user),
       };
     },
   );
@@ -167,12 +165,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      const page = await referrals.listReferrals(
-        currentUser(request).id,
-        afterSeq,
-        limit,
-        request.userVersion,
-      );
+      const page = await referrals.listReferrals(currentUser(request), afterSeq, limit);
       return jsonBytes(reply, page);
     },
   );
