@@ -131,10 +131,10 @@ export async function buildApp(deps: Deps): Promise<App> {
   // Node answers these itself, before any route, unless told otherwise: an
   // Expect other than 100-continue (417), and CONNECT (the socket was dropped).
   app.server.on('checkExpectation', (_request, response) => {
-    writeErrorResponse(response, 'expectation_failed', 'Only "Expect: 100-continue" is supported.');
+    writeErrorResponse(response, new ApiError('expectation_failed'));
   });
   app.server.on('connect', (_request, socket) => {
-    socket.end(rawErrorAnswer('method_not_allowed', 'Method CONNECT is not allowed.'));
+    socket.end(rawErrorAnswer(new ApiError('method_not_allowed', { method: 'CONNECT' })));
   });
 
   // On shutdown, answers still in flight ask their clients to close the
@@ -174,16 +174,13 @@ export async function buildApp(deps: Deps): Promise<App> {
     methodsByPath.set(key, methods);
   });
   app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0];
+    const [path = ''] = request.url.split('?');
     const allowed = methodsByPath.get(pathKey(request.url));
     if (allowed && !allowed.has(request.method)) {
       reply.header('Allow', [...allowed].join(', '));
-      throw new ApiError(
-        'method_not_allowed',
-        `Method ${request.method} is not allowed on ${path}.`,
-      );
+      throw new ApiError('method_not_allowed', { method: request.method, path });
     }
-    throw new ApiError('not_found', `No route for ${request.method} ${path}.`);
+    throw new ApiError('not_found', { method: request.method, path });
   });
 
   // An empty JSON body (common from clients that always set Content-Type) means "no body".
@@ -195,7 +192,7 @@ export async function buildApp(deps: Deps): Promise<App> {
     try {
       done(null, JSON.parse(text));
     } catch {
-      done(new ApiError('invalid_json', 'The request body is not valid JSON.'), undefined);
+      done(new ApiError('invalid_json'), undefined);
     }
   });
   await app.register(formbody, { bodyLimit: BODY_LIMIT_BYTES });

@@ -5,13 +5,8 @@ import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { type App, buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
-import {
-  type Database,
-  loadPgliteSeed,
-  openDatabase,
-  pgliteStartParams,
-  wrapPglite,
-} from '../src/db/client.js';
+import { type Database, openDatabase } from '../src/db/client.js';
+import { loadPgliteSeed, pgliteStartParams, wrapPglite } from '../src/db/pglite.js';
 import { createDeps, type Deps, type DepsOverrides } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
 import type { Random } from '../src/lib/random.js';

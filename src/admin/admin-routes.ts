@@ -6,7 +6,7 @@ import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { PhoneResult } from '../auth/phone.js';
 import type { Sessions } from '../auth/session-service.js';
 import { auditActors, auditTypes } from '../db/schema.js';
-import { ApiError } from '../errors.js';
+import { ApiError, fieldMessages } from '../errors.js';
 import { bodyErrorResponses, errorRef } from '../http/schemas.js';
 import { decodeCursor } from '../referrals/referral-service.js';
 import {
@@ -103,22 +103,24 @@ const security = [{ TokenAuth: [] }];
 const readErrors = { 400: errorRef, 401: errorRef, 403: errorRef, 503: errorRef } as const;
 
 function invalidCursor(): ApiError {
-  return new ApiError('invalid_cursor', 'The cursor is not one this API returned.', {
-    fields: { cursor: ['Invalid cursor.'] },
+  return new ApiError('invalid_cursor', {
+    fields: { cursor: [fieldMessages.cursor] },
   });
 }
 
 function checkLimit(limit: number): void {
   // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
   if (!Number.isSafeInteger(limit)) {
-    throw new ApiError('validation_error', 'Invalid input.', {
-      fields: { limit: ['Must be a whole number from 1 to 1000.'] },
-    });
+    throw new ApiError(
+      'validation_error',
+      { problem: 'fields' },
+      { fields: { limit: [fieldMessages.pageLimit] } },
+    );
   }
 }
 
 function userNotFound(): ApiError {
-  return new ApiError('not_found', 'No user with this id.');
+  return new ApiError('not_found', { user: 'by_id' });
 }
 
 /**
@@ -134,8 +136,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
 
   const authenticated = requireUser(sessions);
   const staffOnly = async (request: FastifyRequest) => {
-    if (!currentUser(request).isStaff)
-      throw new ApiError('forbidden', 'This account is not an admin.');
+    if (!currentUser(request).isStaff) throw new ApiError('forbidden', { why: 'not_admin' });
   };
   const preHandler = [authenticated, staffOnly];
   const actorOf = (request: FastifyRequest): AdminActor => ({
@@ -186,8 +187,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
       if (cursor && after === null) throw invalidCursor();
       const terms = q?.trim() ? searchTerms(q, normalizePhone) : undefined;
       if (terms === null) {
-        const message = `Enter at least ${MIN_LAST_DIGITS} digits, a whole number or an invite code.`;
-        throw new ApiError('validation_error', message, { fields: { q: [message] } });
+        throw new ApiError(
+          'validation_error',
+          { problem: 'search', minLastDigits: MIN_LAST_DIGITS },
+          { fields: { q: [fieldMessages.searchTerms(MIN_LAST_DIGITS)] } },
+        );
       }
       return admin.searchUsers({ terms, sort, after, limit });
     },

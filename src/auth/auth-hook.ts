@@ -17,13 +17,13 @@ export function requireUser(sessions: Sessions) {
     const header = request.headers.authorization;
     if (header === undefined || header.trim() === '') {
       reply.header('WWW-Authenticate', 'Token');
-      throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
+      throw new ApiError('not_authenticated');
     }
     const match = SCHEME.exec(header);
     const session = match?.[2] ? await sessions.authenticate(match[2]) : null;
     if (!match?.[2] || session === null) {
       reply.header('WWW-Authenticate', 'Token');
-      throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
+      throw new ApiError('invalid_token', { of: 'session' });
     }
     request.user = session.user;
     request.token = match[2];

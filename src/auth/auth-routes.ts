@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
-import { ApiError } from '../errors.js';
+import { ApiError, fieldMessages } from '../errors.js';
 import { setRateLimitHeaders, withRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { maskPhone } from '../ops/mask-phone.js';
@@ -9,9 +9,7 @@ import type { Metrics } from '../ops/metrics.js';
 import { currentUser, requireUser } from './auth-hook.js';
 import type { CaptchaVerifier } from './captcha.js';
 import { requireCaptcha } from './captcha-hook.js';
-import type { AttemptsLimit } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
-import type { SendLimit } from './send-limiter.js';
 import type { Sessions } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
@@ -30,62 +28,23 @@ export type AuthRoutesOptions = {
   smsProvider: string;
 };
 
-const phoneMessages: Record<Exclude<PhoneResult, { ok: true }>['reason'], string> = {
-  invalid: 'Enter a valid phone number, e.g. +79991234567.',
-  region_not_allowed: 'Phone numbers from this region are not supported.',
-  not_mobile: 'Codes are sent only to mobile numbers.',
-};
-
 function phoneOrThrow(
   input: string,
   normalizePhone: (input: string) => PhoneResult,
 ): Extract<PhoneResult, { ok: true }> {
   const result = normalizePhone(input);
   if (result.ok) return result;
-  const message = phoneMessages[result.reason];
-  throw new ApiError('invalid_phone', message, { fields: { phone_number: [message] } });
+  const { reason } = result;
+  throw new ApiError(
+    'invalid_phone',
+    { reason },
+    { fields: { phone_number: [fieldMessages.phone(reason)] } },
+  );
 }
 
-function tooMany(
-  code: 'rate_limited' | 'too_many_attempts',
-  message: string,
-  seconds: number,
-): ApiError {
-  return new ApiError(code, message, { retry_after: Math.max(1, Math.ceil(seconds)) });
+function retryAfter(seconds: number): { retry_after: number } {
+  return { retry_after: Math.max(1, Math.ceil(seconds)) };
 }
-
-/** "42 seconds", "1 second", "5 minutes": how long until `seconds` have passed. */
-function duration(seconds: number): string {
-  const whole = Math.max(1, Math.ceil(seconds));
-  if (whole < 120) return whole === 1 ? '1 second' : `${whole} seconds`;
-  return `${Math.ceil(whole / 60)} minutes`;
-}
-
-function sendRefused(limit: SendLimit, seconds: number): ApiError {
-  // The cooldown is the answer to an impatient resend: it says when, not "too many".
-  if (limit === 'cooldown') {
-    return tooMany(
-      'rate_limited',
-      `A code was just sent. You can request a new one in ${duration(seconds)}.`,
-      seconds,
-    );
-  }
-  // Not the caller's doing: numbers of this country are being sent too much (SMS pumping).
-  if (limit === 'region') {
-    return tooMany(
-      'rate_limited',
-      'Too many codes are being sent to numbers of this country. Try again later.',
-      seconds,
-    );
-  }
-  return tooMany('rate_limited', 'Too many codes requested. Try again later.', seconds);
-}
-
-const attemptsMessages: Record<AttemptsLimit, string> = {
-  code: 'Too many wrong codes. Request a new code.',
-  number: 'Too many wrong codes for this number. Try again later.',
-  client: 'Too many verification attempts from your network. Try again later.',
-};
 
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, options) => {
   const {
@@ -179,16 +138,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         if (result.error === 'rate_limited') {
           metrics.rateLimited.inc({ reason: `send_${result.limit}` });
           metrics.otpCodesSent.inc({ provider: smsProvider, result: 'rate_limited' });
-          throw sendRefused(result.limit, result.retryAfterSeconds);
+          throw new ApiError(
+            'rate_limited',
+            { limit: result.limit, retryAfterSeconds: result.retryAfterSeconds },
+            retryAfter(result.retryAfterSeconds),
+          );
         }
         request.log.warn(
           { to: maskPhone(phoneNumber), provider: smsProvider },
           'SMS delivery failed',
         );
-        throw new ApiError(
-          'sms_delivery_failed',
-          'The SMS could not be delivered. Try again later.',
-        );
+        throw new ApiError('sms_delivery_failed');
       }
       await audit.codeSent(phoneNumber, request.ip, result.withheld);
       return {
@@ -243,25 +203,22 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       if (!result.ok) {
         switch (result.error) {
           case 'code_expired':
-            throw new ApiError(
-              'code_expired',
-              'No valid code for this number. Request a new code.',
-            );
+            throw new ApiError('code_expired');
           case 'invalid_code':
             // Only the guess that voids the code is audited: a flood of wrong guesses writes nothing.
             if (result.attemptsLeft === 0) await audit.codeVoided(phoneNumber, request.ip);
-            throw new ApiError('invalid_code', 'Invalid verification code.', {
+            throw new ApiError('invalid_code', {
               attempts_left: result.attemptsLeft,
             });
           case 'too_many_attempts':
             metrics.rateLimited.inc({ reason: `verify_${result.limit}` });
-            throw tooMany(
+            throw new ApiError(
               'too_many_attempts',
-              attemptsMessages[result.limit],
-              result.retryAfterSeconds,
+              { limit: result.limit },
+              retryAfter(result.retryAfterSeconds),
             );
           case 'account_blocked':
-            throw new ApiError('forbidden', 'This account is blocked.');
+            throw new ApiError('forbidden', { why: 'blocked' });
         }
       }
       metrics.signIns.inc({ new_user: String(result.isNewUser) });

@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { pgliteSeedDir, pgliteSeedFile, pgliteStartParams, wrapPglite } from './client.js';
+import { pgliteSeedDir, pgliteSeedFile, pgliteStartParams, wrapPglite } from './pglite.js';
 
 /**
  * Run by `npm install` (prepare) after compiling: an empty PGlite database

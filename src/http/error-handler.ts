@@ -2,7 +2,7 @@ import { type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, type ErrorCode, errorStatus } from '../errors.js';
+import { ApiError, fieldMessages } from '../errors.js';
 import { isDatabaseUnavailable } from '../lib/pg-errors.js';
 import { StoreUnavailableError } from '../store/key-value-store.js';
 
@@ -16,14 +16,15 @@ type ValidationIssue = {
 function fieldMessage(issue: ValidationIssue): string {
   switch (issue.keyword) {
     case 'required':
-      return 'This field is required.';
+      return fieldMessages.required;
     case 'minLength':
-      return 'This field may not be blank.';
+      return fieldMessages.blank;
     case 'maxLength':
-      return `Ensure this field has no more than ${issue.params?.limit} characters.`;
+      return fieldMessages.tooLong(issue.params?.limit);
     case 'type':
-      return `Must be of type ${issue.params?.type}.`;
+      return fieldMessages.type(issue.params?.type);
     default:
+      // Ajv's own text, as a sentence.
       return issue.message
         ? `${issue.message[0]?.toUpperCase()}${issue.message.slice(1)}.`
         : 'Invalid value.';
@@ -47,44 +48,41 @@ export function validationFields(issues: ValidationIssue[]): Record<string, stri
   return fields;
 }
 
-function fromFastifyError(error: FastifyError): ApiError | null {
+function fromFastifyError(error: FastifyError, request: FastifyRequest): ApiError | null {
   if (error.validation) {
     const fields = validationFields(error.validation as ValidationIssue[]);
     const onlyBody = Object.keys(fields).length === 1 && fields.non_field_errors;
-    return new ApiError(
-      'validation_error',
-      onlyBody ? 'The request body must be a JSON object.' : 'Invalid input.',
-      { fields },
-    );
+    return new ApiError('validation_error', { problem: onlyBody ? 'body' : 'fields' }, { fields });
   }
   switch (error.code) {
     case 'FST_ERR_BAD_URL':
-      // Not echoed: the URL is the client's own, and may be anything.
-      return new ApiError('bad_request', 'The request URL is not valid.');
+      return new ApiError('bad_request', { problem: 'url' });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError('payload_too_large', 'Request body is too large (16 KiB at most).');
+      return new ApiError('payload_too_large', { part: 'body' });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError(
-        'unsupported_media_type',
-        'Send application/json or application/x-www-form-urlencoded.',
-      );
+      return new ApiError('unsupported_media_type');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new ApiError('invalid_json', 'The request body is not valid JSON.');
+      return new ApiError('invalid_json');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new ApiError('bad_request', 'Content-Length does not match the body.');
+      return new ApiError('bad_request', { problem: 'content_length' });
   }
-  if (error instanceof SyntaxError)
-    return new ApiError('invalid_json', 'The request body is not valid JSON.');
+  if (error instanceof SyntaxError) return new ApiError('invalid_json');
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    const byStatus: Partial<Record<number, ErrorCode>> = {
-      404: 'not_found',
-      405: 'method_not_allowed',
-      413: 'payload_too_large',
-      415: 'unsupported_media_type',
-    };
-    return new ApiError(byStatus[status] ?? 'bad_request', error.message);
+    const [path = ''] = request.url.split('?');
+    switch (status) {
+      case 404:
+        return new ApiError('not_found', { method: request.method, path });
+      case 405:
+        return new ApiError('method_not_allowed', { method: request.method, path });
+      case 413:
+        return new ApiError('payload_too_large', { part: 'body' });
+      case 415:
+        return new ApiError('unsupported_media_type');
+      default:
+        return new ApiError('bad_request', { problem: 'other' });
+    }
   }
   return null;
 }
@@ -99,23 +97,18 @@ export function errorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
-  let apiError = error instanceof ApiError ? error : fromFastifyError(error);
+  let apiError: ApiError | null =
+    error instanceof ApiError ? error : fromFastifyError(error, request);
   if (apiError === null) {
     if (error instanceof StoreUnavailableError || isDatabaseUnavailable(error)) {
       request.log.warn({ err: error }, 'backing store unavailable');
-      apiError = new ApiError(
-        'service_unavailable',
-        'Service temporarily unavailable. Try again shortly.',
-        {
-          retry_after: 5,
-        },
-      );
+      apiError = new ApiError('service_unavailable', { retry_after: 5 });
     } else {
       request.log.error({ err: error }, 'unhandled error');
-      apiError = new ApiError('internal_error', 'Internal server error.');
+      apiError = new ApiError('internal_error');
     }
   }
-  const status = errorStatus[apiError.code];
+  const status = apiError.statusCode;
   if (apiError.extras.retry_after !== undefined)
     reply.header('Retry-After', String(apiError.extras.retry_after));
   // Sent, not returned: a returned reply is a thenable that Fastify waits on
@@ -136,21 +129,17 @@ export function errorHandler(
  * closes the connection: what the client sends next cannot be trusted to
  * start a request.
  */
-export function rawErrorAnswer(code: ErrorCode, message: string): string {
-  const status = errorStatus[code];
-  const body = JSON.stringify({ error: message, code });
+export function rawErrorAnswer(error: ApiError): string {
+  const status = error.statusCode;
+  const body = JSON.stringify({ error: error.message, code: error.code });
   const headers = Object.entries(closingHeaders(body)).map(([name, value]) => `${name}: ${value}`);
   return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers.join('\r\n')}\r\n\r\n${body}`;
 }
 
 /** The same answer through Node's response object, for a request Node has parsed but no route sees. */
-export function writeErrorResponse(
-  response: ServerResponse,
-  code: ErrorCode,
-  message: string,
-): void {
-  const body = JSON.stringify({ error: message, code });
-  response.writeHead(errorStatus[code], closingHeaders(body)).end(body);
+export function writeErrorResponse(response: ServerResponse, error: ApiError): void {
+  const body = JSON.stringify({ error: error.message, code: error.code });
+  response.writeHead(error.statusCode, closingHeaders(body)).end(body);
 }
 
 function closingHeaders(body: string): Record<string, string> {
@@ -162,13 +151,12 @@ function closingHeaders(body: string): Record<string, string> {
 }
 
 const clientErrorAnswers = {
-  timeout: rawErrorAnswer('request_timeout', 'The request was not received in time.'),
-  headersTooLarge: rawErrorAnswer('headers_too_large', 'The request headers are too large.'),
+  timeout: rawErrorAnswer(new ApiError('request_timeout')),
+  headersTooLarge: rawErrorAnswer(new ApiError('headers_too_large')),
   chunkExtensionsTooLarge: rawErrorAnswer(
-    'payload_too_large',
-    'The chunk extensions of the request body are too large.',
+    new ApiError('payload_too_large', { part: 'chunk_extensions' }),
   ),
-  malformed: rawErrorAnswer('bad_request', 'The request is not valid HTTP.'),
+  malformed: rawErrorAnswer(new ApiError('bad_request', { problem: 'http' })),
 };
 
 /** How long a client that was answered an error may take to close its side. */

@@ -100,9 +100,8 @@ export const opsRoutes: FastifyPluginAsyncTypebox<OpsRoutesOptions> = async (
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
     if (tokenDigest !== undefined && !bearerMatches(request.headers.authorization, tokenDigest)) {
       reply.header('WWW-Authenticate', 'Bearer');
-      if (!request.headers.authorization?.trim())
-        throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
-      throw new ApiError('invalid_token', 'Invalid metrics token.');
+      if (!request.headers.authorization?.trim()) throw new ApiError('not_authenticated');
+      throw new ApiError('invalid_token', { of: 'metrics' });
     }
     reply.type(metrics.contentType);
     return metrics.text();

@@ -4,7 +4,7 @@ import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
-import { ApiError } from '../errors.js';
+import { ApiError, fieldMessages } from '../errors.js';
 import {
   bodyErrorResponses,
   errorRef,
@@ -13,20 +13,13 @@ import {
   ReferralSchema,
 } from '../http/schemas.js';
 import type { Metrics } from '../ops/metrics.js';
-import { type ActivationError, decodeCursor, type Referrals } from './referral-service.js';
+import { decodeCursor, type Referrals } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
   referrals: Referrals;
   sessions: Sessions;
   audit: AuditLog;
   metrics: Metrics;
-};
-
-const activationMessages: Record<ActivationError, string> = {
-  invite_not_found: 'Invite code not found.',
-  invite_own_code: 'You cannot activate your own invite code.',
-  invite_already_activated: 'You have already activated an invite code.',
-  invite_cycle: 'This invite code belongs to someone you invited, directly or indirectly.',
 };
 
 export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = async (
@@ -58,7 +51,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   const loadProfile = async (user: AuthenticatedUser) => {
     const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
-    if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
+    if (profile === null) throw new ApiError('invalid_token', { of: 'session' });
     return profile;
   };
 
@@ -113,7 +106,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
       );
       metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
-      if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
+      if (!result.ok) throw new ApiError(result.error);
       return {
         message: 'Invite code activated successfully.',
         profile: await loadProfile(user),
@@ -156,16 +149,18 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       const { cursor, limit = 100 } = request.query;
       // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
       if (!Number.isSafeInteger(limit)) {
-        throw new ApiError('validation_error', 'Invalid input.', {
-          fields: { limit: ['Must be a whole number from 1 to 1000.'] },
-        });
+        throw new ApiError(
+          'validation_error',
+          { problem: 'fields' },
+          { fields: { limit: [fieldMessages.pageLimit] } },
+        );
       }
       let afterSeq = 0;
       if (cursor !== undefined && cursor !== '') {
         const decoded = decodeCursor(cursor);
         if (decoded === null) {
-          throw new ApiError('invalid_cursor', 'The cursor is not one this API returned.', {
-            fields: { cursor: ['Invalid cursor.'] },
+          throw new ApiError('invalid_cursor', {
+            fields: { cursor: [fieldMessages.cursor] },
           });
         }
         afterSeq = decoded;

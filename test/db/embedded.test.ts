@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Database, openDatabase, pgliteSeedDir } from '../../src/db/client.js';
+import { type Database, openDatabase } from '../../src/db/client.js';
+import { pgliteSeedDir } from '../../src/db/pglite.js';
 
 const logger = pino({ level: 'silent' });
 

@@ -117,14 +117,22 @@ describe('the start scripts', () => {
     90_000,
   );
 
-  it('the two differ only in the young generation, larger on PostgreSQL', () => {
+  it('the two differ only in the young generation, larger on PostgreSQL, and in the compiler of PGlite', () => {
     const embedded = nodeFlags('start');
     const postgres = nodeFlags('start:postgres');
     const semiSpace = (flags: string[]) =>
       Number(flags.find((f) => f.startsWith('--max-semi-space-size='))?.split('=')[1]);
     expect(semiSpace(postgres)).toBeGreaterThan(semiSpace(embedded));
+    // PGlite's WebAssembly on V8's baseline compiler alone (src/db/pglite.ts says why).
+    expect(embedded).toContain('--liftoff-only');
+    expect(postgres).not.toContain('--liftoff-only');
     const others = (flags: string[]) =>
-      flags.filter((f) => !f.startsWith('--max-semi-space-size='));
+      flags.filter((f) => !f.startsWith('--max-semi-space-size=') && f !== '--liftoff-only');
     expect(others(postgres)).toEqual(others(embedded));
+  });
+
+  it('the other commands that may open PGlite run it on the same compiler', () => {
+    expect(scripts.migrate).toBe('node --liftoff-only dist/db/migrate-cli.js');
+    expect(scripts.cli).toBe('node --liftoff-only dist/admin/cli.js');
   });
 });
