@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import type { AuthenticatedUser, SessionService } from './session-service.js';
+import type { AuthenticatedUser, SessionRow, SessionService } from './session-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -13,24 +13,53 @@ declare module 'fastify' {
 
 const SCHEME = /^\s*(Token|Bearer)\s+(\S+)\s*$/i;
 
+/** The token of `Authorization: Token <key>` (or `Bearer <key>`); a 401 without one. */
+function bearerToken(request: FastifyRequest, reply: FastifyReply): string {
+  const header = request.headers.authorization;
+  if (header === undefined || header.trim() === '') {
+    reply.header('WWW-Authenticate', 'Token');
+    throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
+  }
+  const token = SCHEME.exec(header)?.[2];
+  if (token === undefined) throw invalidToken(reply);
+  return token;
+}
+
+function invalidToken(reply: FastifyReply): ApiError {
+  reply.header('WWW-Authenticate', 'Token');
+  return new ApiError('invalid_token', 'Invalid, expired or revoked token.');
+}
+
 /** Reads `Authorization: Token <key>` (or `Bearer <key>`) and rejects requests without a live token. */
 export function requireUser(sessions: SessionService) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const header = request.headers.authorization;
-    if (header === undefined || header.trim() === '') {
-      reply.header('WWW-Authenticate', 'Token');
-      throw new ApiError('not_authenticated', 'Authentication credentials were not provided.');
-    }
-    const match = SCHEME.exec(header);
-    const session = match?.[2] ? await sessions.authenticate(match[2]) : null;
-    if (!match?.[2] || session === null) {
-      reply.header('WWW-Authenticate', 'Token');
-      throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
-    }
+    const token = bearerToken(request, reply);
+    const session = await sessions.authenticate(token);
+    if (session === null) throw invalidToken(reply);
     request.user = session.user;
     request.userVersion = session.version;
-    request.token = match[2];
+    request.token = token;
   };
+}
+
+/**
+ * As `requireUser`, for a handler whose read checks the token in the same
+ * statement (`SessionService.authenticateWith`): the answer of `read`, with
+ * `request.user` set; the same 401s.
+ */
+export async function readAsUser<T extends SessionRow>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  sessions: SessionService,
+  read: (hash: Buffer, now: Date) => Promise<T | undefined>,
+): Promise<T> {
+  const token = bearerToken(request, reply);
+  const session = await sessions.authenticateWith(token, read);
+  if (session === null) throw invalidToken(reply);
+  request.user = session.user;
+  request.userVersion = null;
+  request.token = token;
+  return session.row;
 }
 
 export function currentUser(request: FastifyRequest): AuthenticatedUser {

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
+import { SESSION_COLUMNS, type SessionRow } from '../auth/session-service.js';
 import { cacheAging, type UserVersions, type WriteScope } from '../cache/user-versions.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
@@ -59,25 +60,76 @@ export function decodeCursor(cursor: string): number | null {
   return seq <= MAX_SEQ ? seq : null;
 }
 
-type ProfileRow = {
-  id: string | number;
-  phone_number: string;
-  invite_code: string;
-  activated_invite_code: string | null;
-  referrals_count: number;
-  referral_phone: string | null;
-  referral_activated_at: Date | string | null;
-};
+/**
+ * A referral as the API writes it, built by PostgreSQL: `activated_at` in the
+ * format of `Date.prototype.toISOString` (UTC, milliseconds), so no row is
+ * parsed into a Date and formatted again here.
+ */
+const REFERRAL_JSON = `json_build_object('phone_number', x.phone_number,
+  'activated_at', to_char(x.activated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`;
+
+/**
+ * The profile of user `userId` (an SQL expression) as one JSON value: the
+ * first referrals, oldest first, aggregated by PostgreSQL. One row comes back
+ * however many referrals there are.
+ */
+function profileJson(userId: string): string {
+  return `(select json_build_object(
+      'id', u.id,
+      'phone_number', u.phone_number,
+      'invite_code', u.invite_code,
+      'activated_invite_code', (select r.invite_code from users r where r.id = u.referrer_id),
+      'referrals', coalesce((
+        select json_agg(${REFERRAL_JSON} order by x.referral_seq)
+        from (
+          select phone_number, activated_at, referral_seq from users
+          where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+        ) x), '[]'::json),
+      'referrals_count', u.referrals_count)
+    from users u where u.id = ${userId})`;
+}
+
+/**
+ * A page of user `userId`'s referrals after position `afterSeq`, `limit` of
+ * them (SQL expressions), as a subquery `pg` of one row: the total, the page's
+ * JSON, the position of its last referral and whether more follow (one more is
+ * read to know).
+ */
+function pageSubquery(userId: string, afterSeq: string, limit: string): string {
+  return `(
+    select u.referrals_count as count, coalesce(p.results, '[]'::json) as results,
+      p.last_seq, coalesce(p.more, false) as more
+    from users u left join lateral (
+      select json_agg(${REFERRAL_JSON} order by x.referral_seq) filter (where x.n <= ${limit})
+          as results,
+        max(x.referral_seq) filter (where x.n <= ${limit}) as last_seq,
+        count(*) > ${limit} as more
+      from (
+        select phone_number, activated_at, referral_seq,
+          row_number() over (order by referral_seq) as n
+        from users
+        where referrer_id = u.id and referral_seq > ${afterSeq}
+        order by referral_seq limit ${limit} + 1
+      ) x
+    ) p on true
+    where u.id = ${userId}
+  ) pg`;
+}
 
 type PageRow = {
-  phone_number: string | null;
-  activated_at: Date | string | null;
-  referral_seq: number | null;
-  referrals_count: number;
+  count: number;
+  results: Referral[];
+  last_seq: number | null;
+  more: boolean;
 };
 
-function toIso(value: Date | string | null): string {
-  return (value instanceof Date ? value : new Date(value ?? 0)).toISOString();
+function pageOf(row: PageRow | undefined): ReferralPage {
+  if (row === undefined) return { count: 0, results: [], next_cursor: null };
+  return {
+    count: Number(row.count),
+    results: row.results,
+    next_cursor: row.more && row.last_seq !== null ? encodeCursor(Number(row.last_seq)) : null,
+  };
 }
 
 export class ReferralService {
@@ -122,35 +174,29 @@ export class ReferralService {
 
   /** The profile in one round trip. */
   private async readProfile(userId: number): Promise<Profile | null> {
-    const rows = await this.database.query<ProfileRow>(
+    const [row] = await this.database.query<{ profile: Profile | null }>(
       'profile',
-      `select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
-         u.referrals_count, x.phone_number as referral_phone, x.activated_at as referral_activated_at
-       from users u
-       left join users r on r.id = u.referrer_id
-       left join lateral (
-         select phone_number, activated_at, referral_seq from users
-         where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
-       ) x on true
-       where u.id = $1
-       order by x.referral_seq`,
+      `select ${profileJson('$1')} as profile`,
       [userId],
     );
-    const first = rows[0];
-    if (!first) return null;
-    return {
-      id: Number(first.id),
-      phone_number: first.phone_number,
-      invite_code: first.invite_code,
-      activated_invite_code: first.activated_invite_code ?? null,
-      referrals: rows
-        .filter((r) => r.referral_phone !== null)
-        .map((r) => ({
-          phone_number: r.referral_phone as string,
-          activated_at: toIso(r.referral_activated_at),
-        })),
-      referrals_count: Number(first.referrals_count),
-    };
+    return row?.profile ?? null;
+  }
+
+  /**
+   * The profile of the user behind a live token, and that user, in one
+   * statement: for `SessionService.authenticateWith`.
+   */
+  async readProfileByToken(
+    tokenHash: Buffer,
+    now: Date,
+  ): Promise<(SessionRow & { profile: Profile }) | undefined> {
+    const [row] = await this.database.query<SessionRow & { profile: Profile }>(
+      'profile_by_token',
+      `select ${SESSION_COLUMNS}, ${profileJson('s.id')} as profile
+       from live_token_user($1, $2) s`,
+      [tokenHash, now],
+    );
+    return row;
   }
 
   /**
@@ -178,30 +224,31 @@ export class ReferralService {
     afterSeq: number,
     limit: number,
   ): Promise<ReferralPage> {
-    const rows = await this.database.query<PageRow>(
+    const [row] = await this.database.query<PageRow>(
       'referrals_page',
-      `select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
-       from users u left join lateral (
-         select phone_number, activated_at, referral_seq from users
-         where referrer_id = u.id and referral_seq > $2
-         order by referral_seq limit $3
-       ) x on true
-       where u.id = $1
-       order by x.referral_seq`,
-      [userId, afterSeq, limit + 1],
+      `select pg.* from ${pageSubquery('$1', '$2', '$3')}`,
+      [userId, afterSeq, limit],
     );
-    const count = Number(rows[0]?.referrals_count ?? 0);
-    const found = rows.filter((r) => r.referral_seq !== null);
-    const page = found.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      count,
-      results: page.map((r) => ({
-        phone_number: r.phone_number as string,
-        activated_at: toIso(r.activated_at),
-      })),
-      next_cursor: found.length > limit && last ? encodeCursor(Number(last.referral_seq)) : null,
-    };
+    return pageOf(row);
+  }
+
+  /**
+   * A page of the referrals of the user behind a live token, and that user,
+   * in one statement: for `SessionService.authenticateWith`.
+   */
+  async listReferralsByToken(
+    tokenHash: Buffer,
+    now: Date,
+    afterSeq: number,
+    limit: number,
+  ): Promise<(SessionRow & { page: ReferralPage }) | undefined> {
+    const [row] = await this.database.query<SessionRow & PageRow>(
+      'referrals_page_by_token',
+      `select ${SESSION_COLUMNS}, pg.*
+       from live_token_user($1, $2) s cross join lateral ${pageSubquery('s.id', '$3', '$4')}`,
+      [tokenHash, now, afterSeq, limit],
+    );
+    return row && { ...row, page: pageOf(row) };
   }
 
   /**

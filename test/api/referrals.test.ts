@@ -2,7 +2,14 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { auth, backends, createTestApp, type SignedIn, signIn, type TestApp } from '../helper.js';
 
-describe.each(backends)('invite codes and referrals (%s)', (backend) => {
+// Both with the per-instance cache and on the plain path (CACHE_SIZE=0), where
+// each read checks the token in the statement that reads.
+const cases = backends.flatMap((backend) => [
+  { backend, cache: 'cached', env: {} as Record<string, string> },
+  { backend, cache: 'CACHE_SIZE=0', env: { CACHE_SIZE: '0' } },
+]);
+
+describe.each(cases)('invite codes and referrals ($backend, $cache)', ({ backend, env }) => {
   let t: TestApp;
   afterEach(async () => {
     await t?.close();
@@ -19,7 +26,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
     (await t.app.inject({ method: 'GET', url: '/api/profile/', headers: auth(who.token) })).json();
 
   it('a new profile has its invite code, nothing activated and no referrals', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     expect(await profileOf(a)).toEqual({
       id: a.user.id,
@@ -32,7 +39,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('activation answers with the profile; the referrer sees the referral', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const b = await signIn(t);
     t.clock.advance(5);
@@ -57,7 +64,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('refuses unknown codes, own code, a second activation, and cycles of any length', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const [a, b, c, d] = [await signIn(t), await signIn(t), await signIn(t), await signIn(t)];
     const cases: [SignedIn, string, number, object][] = [
       [a, 'ZZZZZZ', 400, { error: 'Invite code not found.', code: 'invite_not_found' }],
@@ -98,7 +105,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('validates the invite_code field', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const missing = await t.app.inject({
       method: 'POST',
@@ -120,7 +127,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('embeds the first 100 referrals oldest first, and pages through all of them', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const owner = await signIn(t);
     // Referrals made directly in the database: 130 sign-ins through HTTP would only slow the test.
     await t.deps.database.db.execute(sql`
@@ -166,7 +173,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('the default page is 100 and the last page has next_cursor null', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const b = await signIn(t);
     await activate(b, a.user.invite_code);
@@ -183,7 +190,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('rejects bad cursors and limits with a 400', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const get = (query: string) =>
       t.app.inject({
@@ -208,7 +215,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('invite codes are unique and well-formed across many users', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const users = await Promise.all(Array.from({ length: 30 }, () => signIn(t)));
     const codes = new Set(users.map((u) => u.user.invite_code));
     expect(codes.size).toBe(30);
