@@ -37,6 +37,7 @@ const USAGE = `npm run bench:paired -- --base <git revision> [options]
   --backend B         embedded (default) | postgres (PostgreSQL + Redis on 127.0.0.1)
   --rounds N          rounds of concurrent load (default 8)
   --duration S        seconds per round (default 3)
+  --cache-size N      CACHE_SIZE of both services (default: the service's default)
 `;
 
 const { values } = parseArgs({
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'embedded' },
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '3' },
+    'cache-size': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -143,6 +145,7 @@ function prepare(build: Build, redisDb: number): void {
     SMS_CONSOLE_DELAY_MS: '0',
     DATA_DIR: join(workDir, `data-${build.name}`),
     ...OPEN_LIMITS,
+    ...(values['cache-size'] === undefined ? {} : { CACHE_SIZE: values['cache-size'] }),
   };
   if (backend !== 'postgres') return;
   const database = `bench_paired_${build.name}_${randomBytes(4).toString('hex')}`;
