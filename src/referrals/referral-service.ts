@@ -61,47 +61,69 @@ export function decodeCursor(cursor: string): number | null {
 }
 
 /**
- * A referral as the API writes it, built by PostgreSQL: `activated_at` in the
- * format of `Date.prototype.toISOString` (UTC, milliseconds), so no row is
- * parsed into a Date and formatted again here.
+ * The JSON text of the referrals `x` (phone_number, activated_at,
+ * referral_seq), oldest first, made by PostgreSQL (`referral_json`, migration
+ * 0004: activated_at as `toISOString` writes it). `filter` is an SQL
+ * condition on `x`.
  */
-const REFERRAL_JSON = `json_build_object('phone_number', x.phone_number,
-  'activated_at', to_char(x.activated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`;
+function referralsText(filter = 'true'): string {
+  return `'[' || coalesce(string_agg(referral_json(x.phone_number, x.activated_at), ','
+      order by x.referral_seq) filter (where ${filter}), '') || ']'`;
+}
 
 /**
- * The profile of user `userId` (an SQL expression) as one JSON value: the
- * first referrals, oldest first, aggregated by PostgreSQL. One row comes back
- * however many referrals there are.
+ * The JSON text of the first referrals of user `userId` (an SQL expression),
+ * read from the referrals themselves: what `users.first_referrals` holds once
+ * they are all there.
  */
-function profileJson(userId: string): string {
-  return `(select json_build_object(
-      'id', u.id,
-      'phone_number', u.phone_number,
-      'invite_code', u.invite_code,
-      'activated_invite_code', (select r.invite_code from users r where r.id = u.referrer_id),
-      'referrals', coalesce((
-        select json_agg(${REFERRAL_JSON} order by x.referral_seq)
-        from (
-          select phone_number, activated_at, referral_seq from users
-          where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
-        ) x), '[]'::json),
-      'referrals_count', u.referrals_count)
-    from users u where u.id = ${userId})`;
+export function firstReferralsText(userId: string): string {
+  return `(select ${referralsText()} from (
+      select phone_number, activated_at, referral_seq from users
+      where referrer_id = ${userId} order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+    ) x)`;
+}
+
+/**
+ * The columns of the profile of `u` (with `r`, its referrer): the first
+ * referrals come from `first_referrals` once written, so a profile of 100 or
+ * more referrals costs PostgreSQL no work per referral.
+ */
+const PROFILE_COLUMNS = `u.id, u.phone_number, u.invite_code,
+  r.invite_code as activated_invite_code, u.referrals_count,
+  coalesce(u.first_referrals, ${firstReferralsText('u.id')}) as referrals`;
+
+type ProfileRow = {
+  id: string | number;
+  phone_number: string;
+  invite_code: string;
+  activated_invite_code: string | null;
+  referrals_count: number;
+  referrals: string;
+};
+
+function profileOf(row: ProfileRow): Profile {
+  return {
+    id: Number(row.id),
+    phone_number: row.phone_number,
+    invite_code: row.invite_code,
+    activated_invite_code: row.activated_invite_code,
+    referrals: JSON.parse(row.referrals) as Referral[],
+    referrals_count: Number(row.referrals_count),
+  };
 }
 
 /**
  * A page of user `userId`'s referrals after position `afterSeq`, `limit` of
  * them (SQL expressions), as a subquery `pg` of one row: the total, the page's
- * JSON, the position of its last referral and whether more follow (one more is
- * read to know).
+ * JSON text, the position of its last referral and whether more follow (one
+ * more is read to know).
  */
 function pageSubquery(userId: string, afterSeq: string, limit: string): string {
   return `(
-    select u.referrals_count as count, coalesce(p.results, '[]'::json) as results,
+    select u.referrals_count as count, coalesce(p.results, '[]') as results,
       p.last_seq, coalesce(p.more, false) as more
     from users u left join lateral (
-      select json_agg(${REFERRAL_JSON} order by x.referral_seq) filter (where x.n <= ${limit})
-          as results,
+      select ${referralsText(`x.n <= ${limit}`)} as results,
         max(x.referral_seq) filter (where x.n <= ${limit}) as last_seq,
         count(*) > ${limit} as more
       from (
@@ -118,7 +140,7 @@ function pageSubquery(userId: string, afterSeq: string, limit: string): string {
 
 type PageRow = {
   count: number;
-  results: Referral[];
+  results: string;
   last_seq: number | null;
   more: boolean;
 };
@@ -127,7 +149,7 @@ function pageOf(row: PageRow | undefined): ReferralPage {
   if (row === undefined) return { count: 0, results: [], next_cursor: null };
   return {
     count: Number(row.count),
-    results: row.results,
+    results: JSON.parse(row.results) as Referral[],
     next_cursor: row.more && row.last_seq !== null ? encodeCursor(Number(row.last_seq)) : null,
   };
 }
@@ -174,12 +196,14 @@ export class ReferralService {
 
   /** The profile in one round trip. */
   private async readProfile(userId: number): Promise<Profile | null> {
-    const [row] = await this.database.query<{ profile: Profile | null }>(
+    const [row] = await this.database.query<ProfileRow>(
       'profile',
-      `select ${profileJson('$1')} as profile`,
+      `select ${PROFILE_COLUMNS}
+       from users u left join users r on r.id = u.referrer_id
+       where u.id = $1`,
       [userId],
     );
-    return row?.profile ?? null;
+    return row ? profileOf(row) : null;
   }
 
   /**
@@ -190,13 +214,14 @@ export class ReferralService {
     tokenHash: Buffer,
     now: Date,
   ): Promise<(SessionRow & { profile: Profile }) | undefined> {
-    const [row] = await this.database.query<SessionRow & { profile: Profile }>(
+    const [row] = await this.database.query<SessionRow & ProfileRow>(
       'profile_by_token',
-      `select ${SESSION_COLUMNS}, ${profileJson('s.id')} as profile
-       from live_token_user($1, $2) s`,
+      `select ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
+       from live_token_user($1, $2) s
+       join users u on u.id = s.id left join users r on r.id = u.referrer_id`,
       [tokenHash, now],
     );
-    return row;
+    return row && { ...row, profile: profileOf(row) };
   }
 
   /**
@@ -346,6 +371,13 @@ export class ReferralService {
       update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
         referral_seq = ${seq}
       where id = ${userId}`);
+    if (seq >= PROFILE_REFERRALS_LIMIT) {
+      // The profile's first referrals are all there now, and never change: kept
+      // with the owner, whose row is locked (also written later, if missing).
+      await tx.execute(sql`
+        update users u set first_referrals = ${sql.raw(firstReferralsText('u.id'))}
+        where u.id = ${ownerId} and u.first_referrals is null`);
+    }
     await alongside?.(tx, { referrerId: ownerId });
     return { ok: true };
   }

@@ -172,6 +172,55 @@ describe.each(cases)('invite codes and referrals ($backend, $cache)', ({ backend
     );
   });
 
+  it('the 100th activation keeps the first 100 with the owner; the profile embeds the same', async () => {
+    t = await createTestApp({ backend, env });
+    const owner = await signIn(t);
+    const hundredth = await signIn(t);
+    const later = await signIn(t);
+    await t.deps.database.db.execute(sql`
+      insert into users (phone_number, invite_code, referrer_id, activated_at, referral_seq, created_at)
+      select '+7999' || lpad(g::text, 7, '0'), 'R' || lpad(g::text, 5, '0'), ${owner.user.id},
+        timestamptz '2026-01-01T00:00:00.123456Z' + g * interval '1 minute', g, now()
+      from generate_series(1, 99) g`);
+    await t.deps.database.db.execute(
+      sql`update users set referrals_count = 99 where id = ${owner.user.id}`,
+    );
+    const stored = async () => {
+      const result = (await t.deps.database.db.execute(
+        sql`select first_referrals from users where id = ${owner.user.id}`,
+      )) as unknown as { rows: { first_referrals: string | null }[] };
+      return result.rows[0]?.first_referrals;
+    };
+    const before = (await profileOf(owner)).referrals;
+    expect(before).toHaveLength(99);
+    expect(await stored()).toBeNull();
+
+    expect((await activate(hundredth, owner.user.invite_code)).statusCode).toBe(200);
+    const kept = await stored();
+    expect(kept).not.toBeNull();
+    const first100 = [
+      ...before,
+      { phone_number: hundredth.user.phone_number, activated_at: t.clock.now().toISOString() },
+    ];
+    expect(JSON.parse(kept as string)).toEqual(first100);
+    expect(before[0]).toEqual({
+      phone_number: '+79990000001',
+      activated_at: '2026-01-01T00:01:00.123Z',
+    });
+
+    expect((await activate(later, owner.user.invite_code)).statusCode).toBe(200);
+    expect(await stored()).toBe(kept);
+    const profile = await profileOf(owner);
+    expect(profile.referrals).toEqual(first100);
+    expect(profile.referrals_count).toBe(101);
+    const page = await t.app.inject({
+      method: 'GET',
+      url: '/api/profile/referrals/?limit=100',
+      headers: auth(owner.token),
+    });
+    expect(page.json().results).toEqual(first100);
+  });
+
   it('the default page is 100 and the last page has next_cursor null', async () => {
     t = await createTestApp({ backend, env });
     const a = await signIn(t);
