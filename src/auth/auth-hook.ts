@@ -1,13 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import type { AuthenticatedUser, SessionRow, SessionService } from './session-service.js';
+import type { AuthenticatedUser, Sessions } from './session-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     user: AuthenticatedUser | null;
     token: string | null;
-    /** The user's version read before the token check: reads may be cached under it. */
-    userVersion: string | null;
   }
 }
 
@@ -31,35 +29,32 @@ function invalidToken(reply: FastifyReply): ApiError {
 }
 
 /** Reads `Authorization: Token <key>` (or `Bearer <key>`) and rejects requests without a live token. */
-export function requireUser(sessions: SessionService) {
+export function requireUser(sessions: Sessions) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const token = bearerToken(request, reply);
     const session = await sessions.authenticate(token);
     if (session === null) throw invalidToken(reply);
     request.user = session.user;
-    request.userVersion = session.version;
     request.token = token;
   };
 }
 
 /**
- * As `requireUser`, for a handler whose read checks the token in the same
- * statement (`SessionService.authenticateWith`): the answer of `read`, with
- * `request.user` set; the same 401s.
+ * As `requireUser`, for a handler whose read checks the token itself
+ * (`Referrals.getProfileOfToken`, one statement on the plain path): the value
+ * read, with `request.user` set; the same 401s.
  */
-export async function readAsUser<T extends SessionRow>(
+export async function readAsUser<T>(
   request: FastifyRequest,
   reply: FastifyReply,
-  sessions: SessionService,
-  read: (hash: Buffer, now: Date) => Promise<T | undefined>,
+  read: (token: string) => Promise<{ user: AuthenticatedUser; value: T } | null>,
 ): Promise<T> {
   const token = bearerToken(request, reply);
-  const session = await sessions.authenticateWith(token, read);
-  if (session === null) throw invalidToken(reply);
-  request.user = session.user;
-  request.userVersion = null;
+  const found = await read(token);
+  if (found === null) throw invalidToken(reply);
+  request.user = found.user;
   request.token = token;
-  return session.row;
+  return found.value;
 }
 
 export function currentUser(request: FastifyRequest): AuthenticatedUser {

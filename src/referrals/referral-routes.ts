@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, readAsUser, requireUser } from '../auth/auth-hook.js';
-import type { SessionService } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
 import {
   bodyErrorResponses,
@@ -13,11 +13,11 @@ import {
   ReferralSchema,
 } from '../http/schemas.js';
 import type { Metrics } from '../ops/metrics.js';
-import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
+import { type ActivationError, decodeCursor, type Referrals } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
-  referrals: ReferralService;
-  sessions: SessionService;
+  referrals: Referrals;
+  sessions: Sessions;
   audit: AuditLog;
   metrics: Metrics;
 };
@@ -36,10 +36,6 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   const { referrals, sessions, audit, metrics } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
-  // Without remembered tokens the reads check the token in the statement that
-  // reads (live_token_user): one round trip per request instead of two.
-  const checkInRead = sessions.checksEveryRequest;
-  const readHooks = checkInRead ? {} : { preHandler: authenticated };
 
   // The JSON of a cached answer, encoded once: a cache hit returns the very same
   // object, so its bytes are remembered beside it (and dropped with it). Sending
@@ -59,8 +55,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     return body as never;
   };
 
-  const loadProfile = async (userId: number, version: string | null) => {
-    const profile = await referrals.getProfile(userId, version);
+  const loadProfile = async (user: AuthenticatedUser) => {
+    const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     return profile;
@@ -69,7 +65,6 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.get(
     '/api/profile/',
     {
-      ...readHooks,
       schema: {
         tags: ['profile'],
         summary: 'Own profile with invite code and referrals',
@@ -81,15 +76,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) => {
-      if (checkInRead) {
-        const { profile } = await readAsUser(request, reply, sessions, (hash, now) =>
-          referrals.readProfileByToken(hash, now),
-        );
-        return profile;
-      }
-      return jsonBytes(reply, await loadProfile(currentUser(request).id, request.userVersion));
-    },
+    // The token is checked by the read itself (no preHandler): on the plain
+    // path one statement checks it and reads the profile.
+    async (request, reply) =>
+      jsonBytes(
+        reply,
+        await readAsUser(request, reply, (token) => referrals.getProfileOfToken(token)),
+      ),
   );
 
   app.post(
@@ -128,8 +121,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
-        // Read fresh: the version read before the activation is stale now.
-        profile: await loadProfile(user.id, null),
+        profile: await loadProfile(user),
       };
     },
   );
@@ -137,7 +129,6 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.get(
     '/api/profile/referrals/',
     {
-      ...readHooks,
       schema: {
         tags: ['profile'],
         summary: 'Page through own referrals, oldest first',
@@ -168,23 +159,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     async (request, reply) => {
       const { cursor, limit = 100 } = request.query;
       const afterSeq = pagePosition(cursor, limit);
-      if (checkInRead) {
-        if (afterSeq instanceof ApiError) {
-          // As with the hook: a request without a live token is a 401 first.
-          await authenticated(request, reply);
-          throw afterSeq;
-        }
-        const { page } = await readAsUser(request, reply, sessions, (hash, now) =>
-          referrals.listReferralsByToken(hash, now, afterSeq, limit),
-        );
-        return page;
+      if (afterSeq instanceof ApiError) {
+        // The token is checked by the read; a request without a live token is a 401 first.
+        await authenticated(request, reply);
+        throw afterSeq;
       }
-      if (afterSeq instanceof ApiError) throw afterSeq;
-      const page = await referrals.listReferrals(
-        currentUser(request).id,
-        afterSeq,
-        limit,
-        request.userVersion,
+      const page = await readAsUser(request, reply, (token) =>
+        referrals.listReferralsOfToken(token, afterSeq, limit),
       );
       return jsonBytes(reply, page);
     },

@@ -1,7 +1,12 @@
 import { sql } from 'drizzle-orm';
-import { LRUCache } from 'lru-cache';
-import { SESSION_COLUMNS, type SessionRow } from '../auth/session-service.js';
-import { cacheAging, type UserVersions, type WriteScope } from '../cache/user-versions.js';
+import type { AccountChanges, Announce } from '../accounts/account-changes.js';
+import {
+  type AuthenticatedUser,
+  lookupHash,
+  SESSION_COLUMNS,
+  type SessionRow,
+  sessionOf,
+} from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -28,14 +33,6 @@ export type ActivationError =
 
 export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
 
-export type ReferralServiceOptions = {
-  versions: UserVersions;
-  /** Profiles (and as many referrals pages) each instance keeps; 0: none. */
-  cacheSize: number;
-};
-
-type Cached<T> = { value: T; version: string };
-
 export const PROFILE_REFERRALS_LIMIT = 100;
 const MAX_ACTIVATION_TRIES = 20;
 // Deadlock and serialization failures: the transaction is simply run again.
@@ -59,6 +56,37 @@ export function decodeCursor(cursor: string): number | null {
   // referral_seq is a PostgreSQL integer: a forged larger cursor must be a 400, not a query error.
   return seq <= MAX_SEQ ? seq : null;
 }
+
+/** What the profile routes need (src/cache/cached-referrals.ts wraps it). */
+export interface Referrals {
+  /** The profile, with the first referrals embedded, oldest first; null for no such user. */
+  getProfile(user: AuthenticatedUser): Promise<Profile | null>;
+  /** A page of the user's referrals after position `afterSeq`, oldest first. */
+  listReferrals(user: AuthenticatedUser, afterSeq: number, limit: number): Promise<ReferralPage>;
+  /**
+   * The profile of the user behind a live token, and that user; null when the
+   * token is not live (the rule of Sessions.authenticate). The plain service
+   * checks the token in the statement that reads: one round trip, not two.
+   */
+  getProfileOfToken(token: string): Promise<OfToken<Profile> | null>;
+  /** As getProfileOfToken, for a page of the referrals. */
+  listReferralsOfToken(
+    token: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<OfToken<ReferralPage> | null>;
+  activate(
+    userId: number,
+    rawCode: string,
+    alongside?: AlongsideActivation,
+  ): Promise<ActivationResult>;
+}
+
+/** A read made with a token, and the user the token is live for. */
+export type OfToken<T> = { user: AuthenticatedUser; value: T };
+
+/** Run in the transaction of a successful activation (the audit entry): both commit or neither. */
+export type AlongsideActivation = (tx: Db, activation: { referrerId: number }) => Promise<void>;
 
 /**
  * The JSON text of the referrals `x` (phone_number, activated_at,
@@ -154,126 +182,81 @@ function pageOf(row: PageRow | undefined): ReferralPage {
   };
 }
 
-export class ReferralService {
-  private readonly db: Db;
-  private readonly versions: UserVersions;
-  private readonly profiles: LRUCache<number, Cached<Profile>> | null;
-  private readonly pages: LRUCache<string, Cached<ReferralPage>> | null;
+/** The profile and its first referrals, in one round trip. */
+const PROFILE_SQL = `
+  select ${PROFILE_COLUMNS}
+  from users u left join users r on r.id = u.referrer_id
+  where u.id = $1`;
 
+/** The same, of the user behind a live token, and that user. */
+const PROFILE_OF_TOKEN_SQL = `
+  select ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
+  from live_token_user($1, $2) s
+  join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
+
+/** One page of referrals. */
+const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
+
+/** The same, of the user behind a live token, and that user. */
+const REFERRALS_PAGE_OF_TOKEN_SQL = `
+  select ${SESSION_COLUMNS}, pg.*
+  from live_token_user($1, $2) s cross join lateral ${pageSubquery('s.id', '$3', '$4')}`;
+
+/** Invite codes and referrals, read and written in the database alone. */
+export class ReferralService implements Referrals {
   constructor(
     private readonly database: Database,
+    private readonly changes: AccountChanges,
     private readonly clock: Clock,
-    options: ReferralServiceOptions,
-  ) {
-    this.db = database.db;
-    this.versions = options.versions;
-    // Bounded by the referrals held, not the entries: a profile embeds up to 100.
-    const maxSize = options.cacheSize * 4;
-    const aging = cacheAging(clock);
-    this.profiles =
-      maxSize > 0
-        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.referrals.length })
-        : null;
-    this.pages =
-      maxSize > 0
-        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.results.length })
-        : null;
-  }
+  ) {}
 
-  /**
-   * The profile, with the first referrals embedded, oldest first. `version` is
-   * the user's version read before this call (see UserVersions): the profile is
-   * served from memory while it is unchanged, and read fresh otherwise.
-   */
-  async getProfile(userId: number, version: string | null = null): Promise<Profile | null> {
-    const cached = version === null ? undefined : this.profiles?.get(userId);
-    if (cached?.version === version) return cached.value;
-    const profile = await this.readProfile(userId);
-    if (version !== null && profile !== null)
-      this.profiles?.set(userId, { value: profile, version });
-    return profile;
-  }
-
-  /** The profile in one round trip. */
-  private async readProfile(userId: number): Promise<Profile | null> {
-    const [row] = await this.database.query<ProfileRow>(
-      'profile',
-      `select ${PROFILE_COLUMNS}
-       from users u left join users r on r.id = u.referrer_id
-       where u.id = $1`,
-      [userId],
-    );
+  async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
+    const [row] = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [user.id]);
     return row ? profileOf(row) : null;
   }
 
-  /**
-   * The profile of the user behind a live token, and that user, in one
-   * statement: for `SessionService.authenticateWith`.
-   */
-  async readProfileByToken(
-    tokenHash: Buffer,
-    now: Date,
-  ): Promise<(SessionRow & { profile: Profile }) | undefined> {
+  async getProfileOfToken(token: string): Promise<OfToken<Profile> | null> {
+    const hash = lookupHash(token);
+    if (hash === null) return null;
     const [row] = await this.database.query<SessionRow & ProfileRow>(
-      'profile_by_token',
-      `select ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
-       from live_token_user($1, $2) s
-       join users u on u.id = s.id left join users r on r.id = u.referrer_id`,
-      [tokenHash, now],
+      'profile_of_token',
+      PROFILE_OF_TOKEN_SQL,
+      [hash, this.clock.now()],
     );
-    return row && { ...row, profile: profileOf(row) };
+    return row ? { user: sessionOf(row).user, value: profileOf(row) } : null;
   }
 
   /**
-   * Pages through a user's referrals, oldest first. The cursor is the position
-   * among the referrer's referrals, which only grows in commit order (see
-   * `activate`), so no page ever skips or repeats a referral. `version`: as
-   * for `getProfile`.
+   * The cursor is the position among the referrer's referrals, which only
+   * grows in commit order (see `activate`), so no page ever skips or repeats
+   * a referral.
    */
   async listReferrals(
-    userId: number,
-    afterSeq: number,
-    limit: number,
-    version: string | null = null,
-  ): Promise<ReferralPage> {
-    const key = `${userId}:${afterSeq}:${limit}`;
-    const cached = version === null ? undefined : this.pages?.get(key);
-    if (cached?.version === version) return cached.value;
-    const page = await this.readReferrals(userId, afterSeq, limit);
-    if (version !== null) this.pages?.set(key, { value: page, version });
-    return page;
-  }
-
-  private async readReferrals(
-    userId: number,
+    user: AuthenticatedUser,
     afterSeq: number,
     limit: number,
   ): Promise<ReferralPage> {
-    const [row] = await this.database.query<PageRow>(
-      'referrals_page',
-      `select pg.* from ${pageSubquery('$1', '$2', '$3')}`,
-      [userId, afterSeq, limit],
-    );
+    const [row] = await this.database.query<PageRow>('referrals_page', REFERRALS_PAGE_SQL, [
+      user.id,
+      afterSeq,
+      limit,
+    ]);
     return pageOf(row);
   }
 
-  /**
-   * A page of the referrals of the user behind a live token, and that user,
-   * in one statement: for `SessionService.authenticateWith`.
-   */
-  async listReferralsByToken(
-    tokenHash: Buffer,
-    now: Date,
+  async listReferralsOfToken(
+    token: string,
     afterSeq: number,
     limit: number,
-  ): Promise<(SessionRow & { page: ReferralPage }) | undefined> {
+  ): Promise<OfToken<ReferralPage> | null> {
+    const hash = lookupHash(token);
+    if (hash === null) return null;
     const [row] = await this.database.query<SessionRow & PageRow>(
-      'referrals_page_by_token',
-      `select ${SESSION_COLUMNS}, pg.*
-       from live_token_user($1, $2) s cross join lateral ${pageSubquery('s.id', '$3', '$4')}`,
-      [tokenHash, now, afterSeq, limit],
+      'referrals_page_of_token',
+      REFERRALS_PAGE_OF_TOKEN_SQL,
+      [hash, this.clock.now(), afterSeq, limit],
     );
-    return row && { ...row, page: pageOf(row) };
+    return row ? { user: sessionOf(row).user, value: pageOf(row) } : null;
   }
 
   /**
@@ -289,23 +272,21 @@ export class ReferralService {
    * While the locks are held, neither the user nor the root can be given a
    * referrer by anyone else, so the chain checked is the chain committed.
    *
-   * `alongside` runs in the transaction of a successful activation (the audit
-   * entry), so both commit or neither.
+   * The user's profile and the owner's change: both are announced through
+   * AccountChanges before the commit.
    */
   async activate(
     userId: number,
     rawCode: string,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    alongside?: AlongsideActivation,
   ): Promise<ActivationResult> {
     const code = normalizeInviteCode(rawCode);
     if (code === null) return { ok: false, error: 'invite_not_found' };
-    // The user's profile and the owner's change: both are announced to caches.
-    const write = this.versions.begin();
-    try {
+    return this.changes.announcing(async (announce) => {
       for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
         try {
-          const outcome = await this.db.transaction((tx) =>
-            this.tryActivate(tx as unknown as Db, userId, code, write, alongside),
+          const outcome = await this.changes.open((tx) =>
+            this.tryActivate(tx, userId, code, announce, alongside),
           );
           if (outcome !== 'retry') return outcome;
         } catch (error) {
@@ -313,17 +294,15 @@ export class ReferralService {
         }
       }
       throw new Error('invite activation kept conflicting; giving up');
-    } finally {
-      await write.end();
-    }
+    });
   }
 
   private async tryActivate(
     tx: Db,
     userId: number,
     code: string,
-    write: WriteScope,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    announce: Announce,
+    alongside?: AlongsideActivation,
   ): Promise<ActivationResult | 'retry'> {
     const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
@@ -357,8 +336,8 @@ export class ReferralService {
     if (!lockedUser || !lockedRoot) return { ok: false, error: 'invite_not_found' };
     if (lockedUser.referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
     if (lockedRoot.referrer_id !== null) return 'retry';
-    await write.add(userId);
-    await write.add(ownerId);
+    await announce(userId);
+    await announce(ownerId);
 
     // The owner's row is locked, so positions are handed out one at a time, in commit order.
     const counted = rowsOf(

@@ -45,7 +45,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
     expect(profile.json().referrals).toEqual([
       { phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() },
     ]);
-    expect(statements).toEqual(['profile_by_token']);
+    expect(statements).toEqual(['profile_of_token']);
     const page = await get('/api/profile/referrals/?limit=1', a.token);
     expect(page.statusCode).toBe(200);
     expect(page.json()).toEqual({
@@ -53,7 +53,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
       results: [{ phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() }],
       next_cursor: null,
     });
-    expect(statements).toEqual(['profile_by_token', 'referrals_page_by_token']);
+    expect(statements).toEqual(['profile_of_token', 'referrals_page_of_token']);
   });
 
   it('a page of an expired, revoked or blocked token is a 401, as is a profile', async () => {
