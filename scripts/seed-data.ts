@@ -32,6 +32,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
 import { openDatabase } from '../src/db/client.js';
+import { firstReferralsText, PROFILE_REFERRALS_LIMIT } from '../src/referrals/referral-service.js';
 
 const INVITE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 const INVITE_SPACE = 36 ** 6;
@@ -295,6 +296,16 @@ export async function seed(options: Options): Promise<SeedSummary> {
         from seed_users order by id`);
       // Every id above the largest one is free (the table is locked), so this is safe.
       await client.query(`select setval(pg_get_serial_sequence('users', 'id'), $1)`, [base + n]);
+    });
+
+    await timed(timings, 'first referrals', async () => {
+      // As the service keeps them: written once a user has the profile's first 100.
+      await client.query(
+        `
+        update users u set first_referrals = ${firstReferralsText('u.id')}
+        where u.id > $1 and u.referrals_count >= ${PROFILE_REFERRALS_LIMIT}`,
+        [base],
+      );
     });
 
     if (options.fillerTokens) {

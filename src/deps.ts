@@ -76,14 +76,15 @@ export function composeServices(
   const cached = config.CACHE_SIZE > 0;
   // One read of the user's version per request, shared by both caches.
   const versions = new RequestVersions(changes);
+  const sessions = cached
+    ? new CachedSessions(plainSessions, versions, clock, config.CACHE_SIZE)
+    : plainSessions;
   return {
     changes,
-    sessions: cached
-      ? new CachedSessions(plainSessions, versions, clock, config.CACHE_SIZE)
-      : plainSessions,
+    sessions,
     users: config.SIGN_IN_BATCHING ? new SignInBatcher(plainUsers) : plainUsers,
     referrals: cached
-      ? new CachedReferrals(plainReferrals, versions, clock, config.CACHE_SIZE)
+      ? new CachedReferrals(plainReferrals, sessions, versions, clock, config.CACHE_SIZE)
       : plainReferrals,
   };
 }

@@ -36,13 +36,43 @@ export function hashToken(token: string): Buffer {
   return oneShotHash('sha256', token, 'buffer');
 }
 
-/** The token check: a live, unexpired token of a user who is not blocked. */
-const AUTHENTICATE_SQL = `
-  select u.id, u.phone_number, u.is_staff,
-    (extract(epoch from t.expires_at) * 1000)::float8 as expires_at_ms
-  from api_tokens t join users u on u.id = t.user_id
-  where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2) and not u.is_blocked
-  limit 1`;
+/**
+ * The hash to look a token up by, or null for a string that cannot be a token
+ * (no statement is run for it).
+ */
+export function lookupHash(token: string): Buffer | null {
+  return TOKEN_FORMAT.test(token) ? hashToken(token) : null;
+}
+
+/**
+ * The columns of a token check, read from `live_token_user(hash, now) s`: that
+ * SQL function (drizzle/0005_live_token_user.sql) is the token rule of SPEC
+ * section 4 (unexpired, not revoked, user not blocked), in one place, for this
+ * service's own check and for the reads that check the token in the statement
+ * that reads (ReferralService: the profile, a referrals page). PostgreSQL
+ * inlines it: it costs what the join written out would.
+ */
+export const SESSION_COLUMNS = `s.id as session_user_id, s.phone_number as session_phone_number,
+  s.is_staff as session_is_staff,
+  (extract(epoch from s.expires_at) * 1000)::float8 as session_expires_at_ms`;
+
+export type SessionRow = {
+  session_user_id: string | number;
+  session_phone_number: string;
+  session_is_staff: boolean;
+  session_expires_at_ms: number | null;
+};
+
+export function sessionOf(row: SessionRow): Session {
+  return {
+    user: {
+      id: Number(row.session_user_id),
+      phoneNumber: row.session_phone_number,
+      isStaff: row.session_is_staff,
+    },
+    expiresAtMs: row.session_expires_at_ms,
+  };
+}
 
 /**
  * API tokens, read and written in the database alone. The database holds
@@ -68,20 +98,15 @@ export class SessionService implements Sessions {
   }
 
   async authenticate(token: string): Promise<Session | null> {
-    if (!TOKEN_FORMAT.test(token)) return null;
+    const hash = lookupHash(token);
+    if (hash === null) return null;
     // Every uncached request runs this: a named statement, prepared once per connection.
-    const [row] = await this.database.query<{
-      id: string;
-      phone_number: string;
-      is_staff: boolean;
-      expires_at_ms: number | null;
-    }>('authenticate_token', AUTHENTICATE_SQL, [hashToken(token), this.clock.now()]);
-    return row
-      ? {
-          user: { id: Number(row.id), phoneNumber: row.phone_number, isStaff: row.is_staff },
-          expiresAtMs: row.expires_at_ms,
-        }
-      : null;
+    const [row] = await this.database.query<SessionRow>(
+      'authenticate_token',
+      `select ${SESSION_COLUMNS} from live_token_user($1, $2) s`,
+      [hash, this.clock.now()],
+    );
+    return row ? sessionOf(row) : null;
   }
 
   async revoke(token: string, userId: number, alongside?: AlongsideRevoke): Promise<void> {

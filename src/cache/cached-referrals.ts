@@ -1,9 +1,10 @@
 import { LRUCache } from 'lru-cache';
-import type { AuthenticatedUser } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import type { Clock } from '../lib/clock.js';
 import type {
   ActivationResult,
   AlongsideActivation,
+  OfToken,
   Profile,
   ReferralPage,
   Referrals,
@@ -26,6 +27,8 @@ export class CachedReferrals implements Referrals {
 
   constructor(
     private readonly inner: Referrals,
+    /** The cached token check: reads of a token check it here, then read these caches. */
+    private readonly sessions: Sessions,
     private readonly versions: RequestVersions,
     clock: Clock,
     size: number,
@@ -43,6 +46,23 @@ export class CachedReferrals implements Referrals {
       ...aging,
       sizeCalculation: (e) => 1 + e.value.results.length,
     });
+  }
+
+  async getProfileOfToken(token: string): Promise<OfToken<Profile> | null> {
+    const session = await this.sessions.authenticate(token);
+    if (session === null) return null;
+    const profile = await this.getProfile(session.user);
+    return profile && { user: session.user, value: profile };
+  }
+
+  async listReferralsOfToken(
+    token: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<OfToken<ReferralPage> | null> {
+    const session = await this.sessions.authenticate(token);
+    if (session === null) return null;
+    return { user: session.user, value: await this.listReferrals(session.user, afterSeq, limit) };
   }
 
   async getProfile(user: AuthenticatedUser): Promise<Profile | null> {

@@ -37,6 +37,14 @@ export const users = pgTable(
      */
     referralSeq: integer('referral_seq'),
     referralsCount: integer('referrals_count').notNull().default(0),
+    /**
+     * The JSON of the profile's first referrals (as the API writes them),
+     * written once, when the referral that fills them (the 100th) is
+     * activated: positions only grow and referrals are never removed, so these
+     * never change afterwards, and a profile read does no work per referral.
+     * null until then: read from the referrals themselves.
+     */
+    firstReferrals: text('first_referrals'),
     isStaff: boolean('is_staff').notNull().default(false),
     isBlocked: boolean('is_blocked').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),

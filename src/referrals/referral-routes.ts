@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
-import { currentUser, requireUser } from '../auth/auth-hook.js';
+import { currentUser, readAsUser, requireUser } from '../auth/auth-hook.js';
 import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError, fieldMessages } from '../errors.js';
 import {
@@ -58,7 +58,6 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.get(
     '/api/profile/',
     {
-      preHandler: authenticated,
       schema: {
         tags: ['profile'],
         summary: 'Own profile with invite code and referrals',
@@ -70,7 +69,13 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request))),
+    // The token is checked by the read itself (no preHandler): on the plain
+    // path one statement checks it and reads the profile.
+    async (request, reply) =>
+      jsonBytes(
+        reply,
+        await readAsUser(request, reply, (token) => referrals.getProfileOfToken(token)),
+      ),
   );
 
   app.post(
@@ -117,7 +122,6 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.get(
     '/api/profile/referrals/',
     {
-      preHandler: authenticated,
       schema: {
         tags: ['profile'],
         summary: 'Page through own referrals, oldest first',
@@ -147,26 +151,33 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request, reply) => {
       const { cursor, limit = 100 } = request.query;
-      // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
-      if (!Number.isSafeInteger(limit)) {
-        throw new ApiError(
-          'validation_error',
-          { problem: 'fields' },
-          { fields: { limit: [fieldMessages.pageLimit] } },
-        );
+      const afterSeq = pagePosition(cursor, limit);
+      if (afterSeq instanceof ApiError) {
+        // The token is checked by the read; a request without a live token is a 401 first.
+        await authenticated(request, reply);
+        throw afterSeq;
       }
-      let afterSeq = 0;
-      if (cursor !== undefined && cursor !== '') {
-        const decoded = decodeCursor(cursor);
-        if (decoded === null) {
-          throw new ApiError('invalid_cursor', {
-            fields: { cursor: [fieldMessages.cursor] },
-          });
-        }
-        afterSeq = decoded;
-      }
-      const page = await referrals.listReferrals(currentUser(request), afterSeq, limit);
+      const page = await readAsUser(request, reply, (token) =>
+        referrals.listReferralsOfToken(token, afterSeq, limit),
+      );
       return jsonBytes(reply, page);
     },
   );
 };
+
+/** The position a page starts after, or the 400 of a query the schema let through. */
+function pagePosition(cursor: string | undefined, limit: number): number | ApiError {
+  // Ajv coerces '1e309' to Infinity and lets it through as an "integer".
+  if (!Number.isSafeInteger(limit)) {
+    return new ApiError(
+      'validation_error',
+      { problem: 'fields' },
+      { fields: { limit: [fieldMessages.pageLimit] } },
+    );
+  }
+  if (cursor === undefined || cursor === '') return 0;
+  return (
+    decodeCursor(cursor) ??
+    new ApiError('invalid_cursor', { fields: { cursor: [fieldMessages.cursor] } })
+  );
+}

@@ -1,6 +1,12 @@
 import { sql } from 'drizzle-orm';
 import type { AccountChanges, Announce } from '../accounts/account-changes.js';
-import type { AuthenticatedUser } from '../auth/session-service.js';
+import {
+  type AuthenticatedUser,
+  lookupHash,
+  SESSION_COLUMNS,
+  type SessionRow,
+  sessionOf,
+} from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -51,33 +57,24 @@ export function decodeCursor(cursor: string): number | null {
   return seq <= MAX_SEQ ? seq : null;
 }
 
-type ProfileRow = {
-  id: string | number;
-  phone_number: string;
-  invite_code: string;
-  activated_invite_code: string | null;
-  referrals_count: number;
-  referral_phone: string | null;
-  referral_activated_at: Date | string | null;
-};
-
-type PageRow = {
-  phone_number: string | null;
-  activated_at: Date | string | null;
-  referral_seq: number | null;
-  referrals_count: number;
-};
-
-function toIso(value: Date | string | null): string {
-  return (value instanceof Date ? value : new Date(value ?? 0)).toISOString();
-}
-
 /** What the profile routes need (src/cache/cached-referrals.ts wraps it). */
 export interface Referrals {
   /** The profile, with the first referrals embedded, oldest first; null for no such user. */
   getProfile(user: AuthenticatedUser): Promise<Profile | null>;
   /** A page of the user's referrals after position `afterSeq`, oldest first. */
   listReferrals(user: AuthenticatedUser, afterSeq: number, limit: number): Promise<ReferralPage>;
+  /**
+   * The profile of the user behind a live token, and that user; null when the
+   * token is not live (the rule of Sessions.authenticate). The plain service
+   * checks the token in the statement that reads: one round trip, not two.
+   */
+  getProfileOfToken(token: string): Promise<OfToken<Profile> | null>;
+  /** As getProfileOfToken, for a page of the referrals. */
+  listReferralsOfToken(
+    token: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<OfToken<ReferralPage> | null>;
   activate(
     userId: number,
     rawCode: string,
@@ -85,32 +82,125 @@ export interface Referrals {
   ): Promise<ActivationResult>;
 }
 
+/** A read made with a token, and the user the token is live for. */
+export type OfToken<T> = { user: AuthenticatedUser; value: T };
+
 /** Run in the transaction of a successful activation (the audit entry): both commit or neither. */
 export type AlongsideActivation = (tx: Db, activation: { referrerId: number }) => Promise<void>;
 
+/**
+ * The JSON text of the referrals `x` (phone_number, activated_at,
+ * referral_seq), oldest first, made by PostgreSQL (`referral_json`, migration
+ * 0004: activated_at as `toISOString` writes it). `filter` is an SQL
+ * condition on `x`.
+ */
+function referralsText(filter = 'true'): string {
+  return `'[' || coalesce(string_agg(referral_json(x.phone_number, x.activated_at), ','
+      order by x.referral_seq) filter (where ${filter}), '') || ']'`;
+}
+
+/**
+ * The JSON text of the first referrals of user `userId` (an SQL expression),
+ * read from the referrals themselves: what `users.first_referrals` holds once
+ * they are all there.
+ */
+export function firstReferralsText(userId: string): string {
+  return `(select ${referralsText()} from (
+      select phone_number, activated_at, referral_seq from users
+      where referrer_id = ${userId} order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+    ) x)`;
+}
+
+/**
+ * The columns of the profile of `u` (with `r`, its referrer): the first
+ * referrals come from `first_referrals` once written, so a profile of 100 or
+ * more referrals costs PostgreSQL no work per referral.
+ */
+const PROFILE_COLUMNS = `u.id, u.phone_number, u.invite_code,
+  r.invite_code as activated_invite_code, u.referrals_count,
+  coalesce(u.first_referrals, ${firstReferralsText('u.id')}) as referrals`;
+
+type ProfileRow = {
+  id: string | number;
+  phone_number: string;
+  invite_code: string;
+  activated_invite_code: string | null;
+  referrals_count: number;
+  referrals: string;
+};
+
+function profileOf(row: ProfileRow): Profile {
+  return {
+    id: Number(row.id),
+    phone_number: row.phone_number,
+    invite_code: row.invite_code,
+    activated_invite_code: row.activated_invite_code,
+    referrals: JSON.parse(row.referrals) as Referral[],
+    referrals_count: Number(row.referrals_count),
+  };
+}
+
+/**
+ * A page of user `userId`'s referrals after position `afterSeq`, `limit` of
+ * them (SQL expressions), as a subquery `pg` of one row: the total, the page's
+ * JSON text, the position of its last referral and whether more follow (one
+ * more is read to know).
+ */
+function pageSubquery(userId: string, afterSeq: string, limit: string): string {
+  return `(
+    select u.referrals_count as count, coalesce(p.results, '[]') as results,
+      p.last_seq, coalesce(p.more, false) as more
+    from users u left join lateral (
+      select ${referralsText(`x.n <= ${limit}`)} as results,
+        max(x.referral_seq) filter (where x.n <= ${limit}) as last_seq,
+        count(*) > ${limit} as more
+      from (
+        select phone_number, activated_at, referral_seq,
+          row_number() over (order by referral_seq) as n
+        from users
+        where referrer_id = u.id and referral_seq > ${afterSeq}
+        order by referral_seq limit ${limit} + 1
+      ) x
+    ) p on true
+    where u.id = ${userId}
+  ) pg`;
+}
+
+type PageRow = {
+  count: number;
+  results: string;
+  last_seq: number | null;
+  more: boolean;
+};
+
+function pageOf(row: PageRow | undefined): ReferralPage {
+  if (row === undefined) return { count: 0, results: [], next_cursor: null };
+  return {
+    count: Number(row.count),
+    results: JSON.parse(row.results) as Referral[],
+    next_cursor: row.more && row.last_seq !== null ? encodeCursor(Number(row.last_seq)) : null,
+  };
+}
+
 /** The profile and its first referrals, in one round trip. */
 const PROFILE_SQL = `
-  select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
-    u.referrals_count, x.phone_number as referral_phone, x.activated_at as referral_activated_at
-  from users u
-  left join users r on r.id = u.referrer_id
-  left join lateral (
-    select phone_number, activated_at, referral_seq from users
-    where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
-  ) x on true
-  where u.id = $1
-  order by x.referral_seq`;
+  select ${PROFILE_COLUMNS}
+  from users u left join users r on r.id = u.referrer_id
+  where u.id = $1`;
 
-/** One page of referrals (one more row than asked, to know whether another follows). */
-const REFERRALS_PAGE_SQL = `
-  select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
-  from users u left join lateral (
-    select phone_number, activated_at, referral_seq from users
-    where referrer_id = u.id and referral_seq > $2
-    order by referral_seq limit $3
-  ) x on true
-  where u.id = $1
-  order by x.referral_seq`;
+/** The same, of the user behind a live token, and that user. */
+const PROFILE_OF_TOKEN_SQL = `
+  select ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
+  from live_token_user($1, $2) s
+  join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
+
+/** One page of referrals. */
+const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
+
+/** The same, of the user behind a live token, and that user. */
+const REFERRALS_PAGE_OF_TOKEN_SQL = `
+  select ${SESSION_COLUMNS}, pg.*
+  from live_token_user($1, $2) s cross join lateral ${pageSubquery('s.id', '$3', '$4')}`;
 
 /** Invite codes and referrals, read and written in the database alone. */
 export class ReferralService implements Referrals {
@@ -121,22 +211,19 @@ export class ReferralService implements Referrals {
   ) {}
 
   async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
-    const rows = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [user.id]);
-    const first = rows[0];
-    if (!first) return null;
-    return {
-      id: Number(first.id),
-      phone_number: first.phone_number,
-      invite_code: first.invite_code,
-      activated_invite_code: first.activated_invite_code ?? null,
-      referrals: rows
-        .filter((r) => r.referral_phone !== null)
-        .map((r) => ({
-          phone_number: r.referral_phone as string,
-          activated_at: toIso(r.referral_activated_at),
-        })),
-      referrals_count: Number(first.referrals_count),
-    };
+    const [row] = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [user.id]);
+    return row ? profileOf(row) : null;
+  }
+
+  async getProfileOfToken(token: string): Promise<OfToken<Profile> | null> {
+    const hash = lookupHash(token);
+    if (hash === null) return null;
+    const [row] = await this.database.query<SessionRow & ProfileRow>(
+      'profile_of_token',
+      PROFILE_OF_TOKEN_SQL,
+      [hash, this.clock.now()],
+    );
+    return row ? { user: sessionOf(row).user, value: profileOf(row) } : null;
   }
 
   /**
@@ -149,23 +236,27 @@ export class ReferralService implements Referrals {
     afterSeq: number,
     limit: number,
   ): Promise<ReferralPage> {
-    const rows = await this.database.query<PageRow>('referrals_page', REFERRALS_PAGE_SQL, [
+    const [row] = await this.database.query<PageRow>('referrals_page', REFERRALS_PAGE_SQL, [
       user.id,
       afterSeq,
-      limit + 1,
+      limit,
     ]);
-    const count = Number(rows[0]?.referrals_count ?? 0);
-    const found = rows.filter((r) => r.referral_seq !== null);
-    const page = found.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      count,
-      results: page.map((r) => ({
-        phone_number: r.phone_number as string,
-        activated_at: toIso(r.activated_at),
-      })),
-      next_cursor: found.length > limit && last ? encodeCursor(Number(last.referral_seq)) : null,
-    };
+    return pageOf(row);
+  }
+
+  async listReferralsOfToken(
+    token: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<OfToken<ReferralPage> | null> {
+    const hash = lookupHash(token);
+    if (hash === null) return null;
+    const [row] = await this.database.query<SessionRow & PageRow>(
+      'referrals_page_of_token',
+      REFERRALS_PAGE_OF_TOKEN_SQL,
+      [hash, this.clock.now(), afterSeq, limit],
+    );
+    return row ? { user: sessionOf(row).user, value: pageOf(row) } : null;
   }
 
   /**
@@ -259,6 +350,13 @@ export class ReferralService implements Referrals {
       update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
         referral_seq = ${seq}
       where id = ${userId}`);
+    if (seq >= PROFILE_REFERRALS_LIMIT) {
+      // The profile's first referrals are all there now, and never change: kept
+      // with the owner, whose row is locked (also written later, if missing).
+      await tx.execute(sql`
+        update users u set first_referrals = ${sql.raw(firstReferralsText('u.id'))}
+        where u.id = ${ownerId} and u.first_referrals is null`);
+    }
     await alongside?.(tx, { referrerId: ownerId });
     return { ok: true };
   }

@@ -279,7 +279,14 @@ describe.each(backends)('sign-in by phone (%s)', (backend) => {
   });
 });
 
-describe.each(backends)('API tokens (%s)', (backend) => {
+// The token rules hold both with remembered tokens and on the plain path
+// (CACHE_SIZE=0), where the profile read checks the token in its own statement.
+const tokenCases = backends.flatMap((backend) => [
+  { backend, cache: 'cached', env: {} as Record<string, string> },
+  { backend, cache: 'CACHE_SIZE=0', env: { CACHE_SIZE: '0' } },
+]);
+
+describe.each(tokenCases)('API tokens ($backend, $cache)', ({ backend, env: cacheEnv }) => {
   let t: TestApp;
   afterEach(async () => {
     await t?.close();
@@ -288,7 +295,7 @@ describe.each(backends)('API tokens (%s)', (backend) => {
     t.app.inject({ method: 'GET', url: '/api/profile/', headers });
 
   it('requires a token, with the full 401 body', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env: cacheEnv });
     const missing = await profile({});
     expect(missing.statusCode).toBe(401);
     expect(missing.json()).toEqual({
@@ -307,14 +314,14 @@ describe.each(backends)('API tokens (%s)', (backend) => {
   });
 
   it('accepts Bearer as well as Token', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env: cacheEnv });
     const { token } = await signIn(t);
     expect((await profile({ authorization: `Bearer ${token}` })).statusCode).toBe(200);
     expect((await profile({ authorization: `token ${token}` })).statusCode).toBe(200);
   });
 
   it('logout revokes only this token; logout-all revokes every token of the user', async () => {
-    t = await createTestApp({ backend, env: { OTP_RESEND_COOLDOWN_SECONDS: '0' } });
+    t = await createTestApp({ backend, env: { ...cacheEnv, OTP_RESEND_COOLDOWN_SECONDS: '0' } });
     const phone = nextPhone();
     const a = await signIn(t, phone);
     const b = await signIn(t, phone);
@@ -348,7 +355,7 @@ describe.each(backends)('API tokens (%s)', (backend) => {
   });
 
   it('tokens expire after TOKEN_TTL_DAYS by the clock', async () => {
-    t = await createTestApp({ backend, env: { TOKEN_TTL_DAYS: '2' } });
+    t = await createTestApp({ backend, env: { ...cacheEnv, TOKEN_TTL_DAYS: '2' } });
     const { token } = await signIn(t);
     t.clock.advance(2 * 86_400 - 10);
     expect((await profile(auth(token))).statusCode).toBe(200);
@@ -359,14 +366,14 @@ describe.each(backends)('API tokens (%s)', (backend) => {
   });
 
   it('TOKEN_TTL_DAYS=0 means tokens never expire', async () => {
-    t = await createTestApp({ backend, env: { TOKEN_TTL_DAYS: '0' } });
+    t = await createTestApp({ backend, env: { ...cacheEnv, TOKEN_TTL_DAYS: '0' } });
     const { token } = await signIn(t);
     t.clock.advance(10 * 365 * 86_400);
     expect((await profile(auth(token))).statusCode).toBe(200);
   });
 
   it("a blocked user's tokens stop working at once, and they cannot sign in", async () => {
-    t = await createTestApp({ backend, env: { OTP_RESEND_COOLDOWN_SECONDS: '0' } });
+    t = await createTestApp({ backend, env: { ...cacheEnv, OTP_RESEND_COOLDOWN_SECONDS: '0' } });
     const { token, user } = await signIn(t);
     await t.deps.database.db.execute(sql`update users set is_blocked = true where id = ${user.id}`);
     expect((await profile(auth(token))).statusCode).toBe(401);

@@ -2,7 +2,14 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { auth, backends, createTestApp, type SignedIn, signIn, type TestApp } from '../helper.js';
 
-describe.each(backends)('invite codes and referrals (%s)', (backend) => {
+// Both with the per-instance cache and on the plain path (CACHE_SIZE=0), where
+// each read checks the token in the statement that reads.
+const cases = backends.flatMap((backend) => [
+  { backend, cache: 'cached', env: {} as Record<string, string> },
+  { backend, cache: 'CACHE_SIZE=0', env: { CACHE_SIZE: '0' } },
+]);
+
+describe.each(cases)('invite codes and referrals ($backend, $cache)', ({ backend, env }) => {
   let t: TestApp;
   afterEach(async () => {
     await t?.close();
@@ -19,7 +26,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
     (await t.app.inject({ method: 'GET', url: '/api/profile/', headers: auth(who.token) })).json();
 
   it('a new profile has its invite code, nothing activated and no referrals', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     expect(await profileOf(a)).toEqual({
       id: a.user.id,
@@ -32,7 +39,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('activation answers with the profile; the referrer sees the referral', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const b = await signIn(t);
     t.clock.advance(5);
@@ -57,7 +64,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('refuses unknown codes, own code, a second activation, and cycles of any length', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const [a, b, c, d] = [await signIn(t), await signIn(t), await signIn(t), await signIn(t)];
     const cases: [SignedIn, string, number, object][] = [
       [a, 'ZZZZZZ', 400, { error: 'Invite code not found.', code: 'invite_not_found' }],
@@ -98,7 +105,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('validates the invite_code field', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const missing = await t.app.inject({
       method: 'POST',
@@ -120,7 +127,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('embeds the first 100 referrals oldest first, and pages through all of them', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const owner = await signIn(t);
     // Referrals made directly in the database: 130 sign-ins through HTTP would only slow the test.
     await t.deps.database.db.execute(sql`
@@ -165,8 +172,57 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
     );
   });
 
+  it('the 100th activation keeps the first 100 with the owner; the profile embeds the same', async () => {
+    t = await createTestApp({ backend, env });
+    const owner = await signIn(t);
+    const hundredth = await signIn(t);
+    const later = await signIn(t);
+    await t.deps.database.db.execute(sql`
+      insert into users (phone_number, invite_code, referrer_id, activated_at, referral_seq, created_at)
+      select '+7999' || lpad(g::text, 7, '0'), 'R' || lpad(g::text, 5, '0'), ${owner.user.id},
+        timestamptz '2026-01-01T00:00:00.123456Z' + g * interval '1 minute', g, now()
+      from generate_series(1, 99) g`);
+    await t.deps.database.db.execute(
+      sql`update users set referrals_count = 99 where id = ${owner.user.id}`,
+    );
+    const stored = async () => {
+      const result = (await t.deps.database.db.execute(
+        sql`select first_referrals from users where id = ${owner.user.id}`,
+      )) as unknown as { rows: { first_referrals: string | null }[] };
+      return result.rows[0]?.first_referrals;
+    };
+    const before = (await profileOf(owner)).referrals;
+    expect(before).toHaveLength(99);
+    expect(await stored()).toBeNull();
+
+    expect((await activate(hundredth, owner.user.invite_code)).statusCode).toBe(200);
+    const kept = await stored();
+    expect(kept).not.toBeNull();
+    const first100 = [
+      ...before,
+      { phone_number: hundredth.user.phone_number, activated_at: t.clock.now().toISOString() },
+    ];
+    expect(JSON.parse(kept as string)).toEqual(first100);
+    expect(before[0]).toEqual({
+      phone_number: '+79990000001',
+      activated_at: '2026-01-01T00:01:00.123Z',
+    });
+
+    expect((await activate(later, owner.user.invite_code)).statusCode).toBe(200);
+    expect(await stored()).toBe(kept);
+    const profile = await profileOf(owner);
+    expect(profile.referrals).toEqual(first100);
+    expect(profile.referrals_count).toBe(101);
+    const page = await t.app.inject({
+      method: 'GET',
+      url: '/api/profile/referrals/?limit=100',
+      headers: auth(owner.token),
+    });
+    expect(page.json().results).toEqual(first100);
+  });
+
   it('the default page is 100 and the last page has next_cursor null', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const b = await signIn(t);
     await activate(b, a.user.invite_code);
@@ -183,7 +239,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('rejects bad cursors and limits with a 400', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const a = await signIn(t);
     const get = (query: string) =>
       t.app.inject({
@@ -208,7 +264,7 @@ describe.each(backends)('invite codes and referrals (%s)', (backend) => {
   });
 
   it('invite codes are unique and well-formed across many users', async () => {
-    t = await createTestApp({ backend });
+    t = await createTestApp({ backend, env });
     const users = await Promise.all(Array.from({ length: 30 }, () => signIn(t)));
     const codes = new Set(users.map((u) => u.user.invite_code));
     expect(codes.size).toBe(30);
