@@ -24,6 +24,7 @@ import { UserVersions } from './cache/user-versions.js';
 import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
+import { FraudSignals } from './events/fraud-signals.js';
 import { docsRoutes } from './http/docs-routes.js';
 import {
   clientErrorHandler,
@@ -285,6 +286,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   const referrals = new ReferralService(database, clock, {
     versions,
     cacheSize: config.CACHE_SIZE,
+    fraud: new FraudSignals({ velocityPerHour: config.FRAUD_VELOCITY_PER_HOUR }),
   });
 
   const audit = new AuditLog(database, clock, logger);

@@ -20,6 +20,7 @@ type Pending = {
   phoneNumber: string;
   token: NewToken | null;
   clientIp: string | null;
+  deviceId: string | null;
   resolve: (result: FoundOrCreated) => void;
   reject: (error: unknown) => void;
 };
@@ -46,17 +47,20 @@ const MAX_BATCH = 64;
 // audit entry (a refused one for a blocked account), and read what each
 // answer shows. `on conflict do nothing` without a target covers both unique
 // columns: a number that exists is found instead, a drawn invite code that
-// exists leaves the number without a row for now. Only a sign-in (it comes
+// exists leaves the number without a row for now. A new user keeps the
+// client's IP and device id (fraud signals, src/events/fraud-signals.ts); each
+// sign-in's audit entry has them too. Only a sign-in (it comes
 // with the client's IP) is audited: a blocked account's as refused, one with
 // a token as a sign-in; the CLI making an admin, or a withheld code used after
 // unblocking, stores no token and writes nothing.
 const SIGN_IN_SQL = `
   with input as (
-    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[])
-      as t(phone_number, invite_code, token_hash, expires_at, client_ip)
+    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[],
+      $7::text[])
+      as t(phone_number, invite_code, token_hash, expires_at, client_ip, device_id)
   ), created as (
-    insert into users (phone_number, invite_code, created_at)
-    select phone_number, invite_code, $3 from input
+    insert into users (phone_number, invite_code, created_at, signup_ip, signup_device_id)
+    select phone_number, invite_code, $3, client_ip, device_id from input
     on conflict do nothing
     returning id, phone_number, invite_code, referrer_id, is_blocked
   ), found as (
@@ -79,8 +83,10 @@ const SIGN_IN_SQL = `
       case when f.is_blocked then null else f.id end,
       f.id, i.client_ip,
       case when f.is_blocked
-        then jsonb_build_object('phone_number', f.phone_number, 'reason', 'blocked')
-        else jsonb_build_object('new_user', f.is_new) end
+        then jsonb_strip_nulls(jsonb_build_object('phone_number', f.phone_number,
+          'reason', 'blocked', 'device_id', i.device_id))
+        else jsonb_strip_nulls(jsonb_build_object('new_user', f.is_new, 'device_id', i.device_id))
+        end
     from found f join input i on i.phone_number = f.phone_number
     where i.client_ip is not null and (f.is_blocked or i.token_hash is not null)
   )
@@ -114,7 +120,8 @@ export class UserService {
   /**
    * Finds the user of a number or creates them with a fresh invite code, and
    * stores `token` for them unless they are blocked. With `clientIp` this is
-   * a sign-in, audited in the same statement. The unique index
+   * a sign-in, audited in the same statement; a user it creates keeps
+   * `clientIp` and `deviceId` as their sign-up signals. The unique index
    * on phone_number decides which of two racing first sign-ins inserts; the
    * other finds the row it made.
    */
@@ -122,9 +129,10 @@ export class UserService {
     phoneNumber: string,
     token: NewToken | null = null,
     clientIp: string | null = null,
+    deviceId: string | null = null,
   ): Promise<FoundOrCreated> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ phoneNumber, token, clientIp, resolve, reject });
+      this.pending.push({ phoneNumber, token, clientIp, deviceId, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // A timer, not setImmediate: on PGlite the statement holds the thread
@@ -193,6 +201,7 @@ export class UserService {
           left.map((entry) => entry.token?.hash.toString('hex') ?? null),
           left.map((entry) => entry.token?.expiresAt ?? null),
           left.map((entry) => entry.clientIp),
+          left.map((entry) => entry.deviceId),
         ]);
         const byNumber = new Map(rows.map((row) => [row.phone_number, row]));
         left = left.filter((entry) => {

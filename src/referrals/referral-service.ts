@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { cacheAging, type UserVersions, type WriteScope } from '../cache/user-versions.js';
 import type { Database, Db } from '../db/client.js';
+import { type FraudFlag, type FraudSignals, flagsValue } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
 import { normalizeInviteCode } from './invite-code.js';
@@ -25,12 +26,19 @@ export type ActivationError =
   | 'invite_already_activated'
   | 'invite_cycle';
 
-export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
+/** `flags`: the fraud signals of the activation, recorded with it (never a refusal). */
+export type ActivationResult =
+  | { ok: true; flags: FraudFlag[] }
+  | { ok: false; error: ActivationError };
+
+/** What `alongside` learns of a successful activation, in its transaction. */
+export type Activation = { referrerId: number; flags: FraudFlag[] };
 
 export type ReferralServiceOptions = {
   versions: UserVersions;
   /** Profiles (and as many referrals pages) each instance keeps; 0: none. */
   cacheSize: number;
+  fraud: FraudSignals;
 };
 
 type Cached<T> = { value: T; version: string };
@@ -83,6 +91,7 @@ function toIso(value: Date | string | null): string {
 export class ReferralService {
   private readonly db: Db;
   private readonly versions: UserVersions;
+  private readonly fraud: FraudSignals;
   private readonly profiles: LRUCache<number, Cached<Profile>> | null;
   private readonly pages: LRUCache<string, Cached<ReferralPage>> | null;
 
@@ -93,6 +102,7 @@ export class ReferralService {
   ) {
     this.db = database.db;
     this.versions = options.versions;
+    this.fraud = options.fraud;
     // Bounded by the referrals held, not the entries: a profile embeds up to 100.
     const maxSize = options.cacheSize * 4;
     const aging = cacheAging(clock);
@@ -218,12 +228,13 @@ export class ReferralService {
    * referrer by anyone else, so the chain checked is the chain committed.
    *
    * `alongside` runs in the transaction of a successful activation (the audit
-   * entry), so both commit or neither.
+   * entry), so both commit or neither. The activation's fraud flags are
+   * computed while the owner's row is locked and stored with it.
    */
   async activate(
     userId: number,
     rawCode: string,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    alongside?: (tx: Db, activation: Activation) => Promise<void>,
   ): Promise<ActivationResult> {
     const code = normalizeInviteCode(rawCode);
     if (code === null) return { ok: false, error: 'invite_not_found' };
@@ -251,7 +262,7 @@ export class ReferralService {
     userId: number,
     code: string,
     write: WriteScope,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    alongside?: (tx: Db, activation: Activation) => Promise<void>,
   ): Promise<ActivationResult | 'retry'> {
     const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
@@ -295,11 +306,17 @@ export class ReferralService {
         returning referrals_count`),
     );
     const seq = Number(counted[0]?.referrals_count);
+    const at = this.clock.now();
+    const flags = await this.fraud.flagActivation(tx, {
+      refereeId: userId,
+      referrerId: ownerId,
+      at,
+    });
     await tx.execute(sql`
-      update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
-        referral_seq = ${seq}
+      update users set referrer_id = ${ownerId}, activated_at = ${at.toISOString()},
+        referral_seq = ${seq}, fraud_flags = ${flagsValue(flags)}
       where id = ${userId}`);
-    await alongside?.(tx, { referrerId: ownerId });
-    return { ok: true };
+    await alongside?.(tx, { referrerId: ownerId, flags });
+    return { ok: true, flags };
   }
 }
