@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
-import type { SessionService } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
 import {
   bodyErrorResponses,
@@ -13,11 +13,11 @@ import {
   ReferralSchema,
 } from '../http/schemas.js';
 import type { Metrics } from '../ops/metrics.js';
-import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
+import { type ActivationError, decodeCursor, type Referrals } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
-  referrals: ReferralService;
-  sessions: SessionService;
+  referrals: Referrals;
+  sessions: Sessions;
   audit: AuditLog;
   metrics: Metrics;
 };
@@ -55,8 +55,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     return body as never;
   };
 
-  const loadProfile = async (userId: number, version: string | null) => {
-    const profile = await referrals.getProfile(userId, version);
+  const loadProfile = async (user: AuthenticatedUser) => {
+    const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     return profile;
@@ -77,8 +77,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) =>
-      jsonBytes(reply, await loadProfile(currentUser(request).id, request.userVersion)),
+    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request))),
   );
 
   app.post(
@@ -122,8 +121,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       for (const reason of result.flags) metrics.fraudFlags.inc({ reason });
       return {
         message: 'Invite code activated successfully.',
-        // Read fresh: the version read before the activation is stale now.
-        profile: await loadProfile(user.id, null),
+        profile: await loadProfile(user),
       };
     },
   );
@@ -177,12 +175,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      const page = await referrals.listReferrals(
-        currentUser(request).id,
-        afterSeq,
-        limit,
-        request.userVersion,
-      );
+      const page = await referrals.listReferrals(currentUser(request), afterSeq, limit);
       return jsonBytes(reply, page);
     },
   );
