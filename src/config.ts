@@ -126,6 +126,12 @@ export const ConfigSchema = Type.Object({
   CAPTCHA_SITE_KEY: OptStr('public site key the web UI renders the widget with'),
   CAPTCHA_SECRET: OptStr('secret key of the CAPTCHA provider'),
   CAPTCHA_VERIFY_URL: OptStr("server-side verify endpoint (default: the provider's)"),
+  FRAUD_VELOCITY_PER_HOUR: Int(
+    0,
+    1_000_000,
+    20,
+    'an activation is flagged `velocity` when its referrer gained more than this many in the last hour (0: off); a flag never refuses',
+  ),
   TEST_PHONE_NUMBERS: Str('', '+79990000001:1234,…: fixed codes, no SMS, no send caps'),
   ALLOW_TEST_PHONES: Bool(false, 'allow TEST_PHONE_NUMBERS in production'),
   TOKEN_TTL_DAYS: Int(0, 36_500, 30, 'API token lifetime in days; 0: never expire'),

@@ -13,6 +13,7 @@ import { CachedSessions } from './cache/cached-sessions.js';
 import { RequestVersions } from './cache/request-versions.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
+import { FraudSignals } from './events/fraud-signals.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { cryptoRandom, type Random } from './lib/random.js';
 import {
@@ -72,7 +73,8 @@ export function composeServices(
   const changes = new AccountChanges(database, store, random);
   const plainSessions = new SessionService(database, changes, clock, random, config.TOKEN_TTL_DAYS);
   const plainUsers = new UserService(database, clock, random);
-  const plainReferrals = new ReferralService(database, changes, clock);
+  const fraud = new FraudSignals({ velocityPerHour: config.FRAUD_VELOCITY_PER_HOUR });
+  const plainReferrals = new ReferralService(database, changes, clock, fraud);
   const cached = config.CACHE_SIZE > 0;
   // One read of the user's version per request, shared by both caches.
   const versions = new RequestVersions(changes);

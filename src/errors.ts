@@ -1,6 +1,7 @@
 import type { AttemptsLimit } from './auth/otp-service.js';
 import type { PhoneResult } from './auth/phone.js';
 import type { SendLimit } from './auth/send-limiter.js';
+import { DEVICE_ID_RULE, type DeviceIdProblem } from './events/fraud-signals.js';
 
 type PhoneRefusal = Extract<PhoneResult, { ok: false }>['reason'];
 
@@ -17,6 +18,10 @@ export const fieldMessages = {
   cursor: 'Invalid cursor.',
   captchaRefused: 'The CAPTCHA was not accepted.',
   phone: (reason: PhoneRefusal) => phoneRefusals[reason],
+  deviceId: (problem: DeviceIdProblem) =>
+    problem === 'malformed'
+      ? `A device id is ${DEVICE_ID_RULE}.`
+      : 'The device_id field and the X-Device-Id header differ; send one of them.',
   searchTerms: (minLastDigits: number) =>
     `Enter at least ${minLastDigits} digits, a whole number or an invite code.`,
 } as const;

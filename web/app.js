@@ -21,6 +21,8 @@ import { formatPhone } from './phone.js';
 const TOKEN_KEY = 'referral.token';
 const PENDING_SIGN_IN_KEY = 'referral.pendingSignIn';
 const PENDING_INVITE_KEY = 'referral.pendingInvite';
+/** A random id of this browser, sent on sign-in as a fraud signal (X-Device-Id); kept across sign-outs. */
+const DEVICE_ID_KEY = 'referral.deviceId';
 const REFERRALS_PAGE_SIZE = 10;
 /** Used when the API does not say how long the resend cooldown is. */
 const DEFAULT_RESEND_SECONDS = 60;
@@ -175,12 +177,12 @@ class ApiError extends Error {
  * @param {'GET' | 'POST'} method
  * @param {string} path
  * @param {Record<string, unknown>} [body]
- * @param {{ signOutOn401?: boolean }} [options]
+ * @param {{ signOutOn401?: boolean, headers?: Record<string, string> }} [options]
  * @returns {Promise<any>}
  */
-async function api(method, path, body, { signOutOn401 = true } = {}) {
+async function api(method, path, body, { signOutOn401 = true, headers: extra = {} } = {}) {
   /** @type {Record<string, string>} */
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...extra };
   if (body) headers['Content-Type'] = 'application/json';
   const sentToken = state.token;
   if (sentToken) headers.Authorization = `Token ${sentToken}`;
@@ -570,10 +572,12 @@ async function onCodeSubmit(event) {
   }
   await whileBusy(submitButtonOf(el.codeForm), async () => {
     try {
-      const data = await api('POST', '/api/auth/verify-code/', {
-        phone_number: pending.phone,
-        code,
-      });
+      const data = await api(
+        'POST',
+        '/api/auth/verify-code/',
+        { phone_number: pending.phone, code },
+        { headers: { 'X-Device-Id': deviceId() } },
+      );
       await signedIn(data);
     } catch (error) {
       state.errors.code = describeError(error);
@@ -974,6 +978,26 @@ async function start() {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/** @type {string | null} */
+let pageDeviceId = null;
+
+/**
+ * This browser's device id: 32 random hex digits made once and kept in localStorage (a new one
+ * per page load where storage is unavailable). getRandomValues, unlike randomUUID, works on
+ * plain http too.
+ * @returns {string}
+ */
+function deviceId() {
+  let id = pageDeviceId ?? local.get(DEVICE_ID_KEY);
+  if (!id || !/^[0-9a-f]{32}$/.test(id)) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    local.set(DEVICE_ID_KEY, id);
+  }
+  pageDeviceId = id;
+  return id;
+}
 
 /**
  * Web Storage that never throws: it can be disabled or full, and the UI must still work for the

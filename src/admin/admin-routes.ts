@@ -5,7 +5,7 @@ import { type AuditLog, decodeAuditCursor } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { PhoneResult } from '../auth/phone.js';
 import type { Sessions } from '../auth/session-service.js';
-import { auditActors, auditTypes } from '../db/schema.js';
+import { auditActors, auditTypes, fraudFlags } from '../db/schema.js';
 import { ApiError, fieldMessages } from '../errors.js';
 import { bodyErrorResponses, errorRef } from '../http/schemas.js';
 import { decodeCursor } from '../referrals/referral-service.js';
@@ -44,6 +44,25 @@ const AdminUserSchema = Type.Object(
   { $id: 'AdminUser', title: 'AdminUser' },
 );
 const adminUserRef = Type.Ref('AdminUser');
+
+const FraudFlagSchema = Type.Object(
+  {
+    reason: Type.Union(fraudFlags.map((reason) => Type.Literal(reason))),
+    description: Type.String({ description: 'What the reason means, in English' }),
+    ip: Type.Optional(Type.String({ description: 'same_ip: the user’s sign-up IP' })),
+    referrer_ip: Type.Optional(Type.String({ description: 'same_ip: the referrer’s sign-up IP' })),
+    network: Type.Optional(
+      Type.String({ description: 'same_ip: the address or IPv6 /64 both share' }),
+    ),
+    device_id: Type.Optional(Type.String({ description: 'same_device: the shared device id' })),
+    activations_in_hour: Type.Optional(
+      Type.Integer({
+        description: 'velocity: the referrer’s activations in the hour up to this one, included',
+      }),
+    ),
+  },
+  { $id: 'FraudFlag', title: 'FraudFlag' },
+);
 
 const nextCursor = Type.Union([Type.String(), Type.Null()], {
   description: 'Pass back as `cursor` for the next page; null on the last page',
@@ -133,6 +152,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
   app.addSchema(AdminUserSchema);
   app.addSchema(AdminReferralsSchema);
   app.addSchema(AuditEntrySchema);
+  app.addSchema(FraudFlagSchema);
 
   const authenticated = requireUser(sessions);
   const staffOnly = async (request: FastifyRequest) => {
@@ -213,8 +233,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
               referrer: Type.Union([adminUserRef, Type.Null()]),
               referrals: Type.Ref('AdminReferralPage'),
               active_tokens: Type.Integer({ description: 'Tokens not revoked or expired' }),
-              flags: Type.Array(Type.Object({}, { additionalProperties: true }), {
-                description: 'Fraud flags (SPEC 6); empty for now',
+              flags: Type.Array(Type.Ref('FraudFlag'), {
+                description:
+                  'Fraud flags of the user’s activation (SPEC 6): signals for a human, never a refusal; empty when none or not activated',
               }),
             },
             { description: 'The user, with referrer, first referrals, live tokens and flags' },

@@ -6,6 +6,7 @@ import type { PhoneResult } from '../auth/phone.js';
 import type { Sessions } from '../auth/session-service.js';
 import type { Users } from '../auth/user-service.js';
 import type { Database, Db } from '../db/client.js';
+import { type FlagDetail, flagDetails } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { encodeCursor } from '../referrals/referral-service.js';
 
@@ -19,7 +20,7 @@ export type AdminUser = {
   is_blocked: boolean;
   referrals_count: number;
   referrer_id: number | null;
-  /** Fraud flags on the user's activation: none are recorded yet (SPEC 6). */
+  /** Fraud flags on the user's activation (SPEC 6; 0: none, or not activated). */
   flags_count: number;
 };
 
@@ -35,7 +36,7 @@ export type AdminUserDetail = AdminUser & {
   referrer: AdminUser | null;
   referrals: AdminReferralPage;
   active_tokens: number;
-  flags: unknown[];
+  flags: FlagDetail[];
 };
 
 export type UserPage = { count: number; results: AdminUser[]; next_cursor: string | null };
@@ -79,11 +80,13 @@ type UserRow = {
   is_blocked: boolean;
   referrals_count: number;
   referrer_id: string | number | null;
+  flags_count: number | string;
 };
 
 const USER_COLUMNS = sql.raw(`id, phone_number, invite_code, created_at,
   (extract(epoch from created_at) * 1000000)::bigint as joined_at_us,
-  is_staff, is_blocked, referrals_count, referrer_id`);
+  is_staff, is_blocked, referrals_count, referrer_id,
+  coalesce(cardinality(fraud_flags), 0) as flags_count`);
 
 function rowsOf<T>(result: unknown): T[] {
   return (result as { rows: T[] }).rows;
@@ -103,7 +106,7 @@ function toUser(row: UserRow): AdminUser {
     is_blocked: row.is_blocked,
     referrals_count: Number(row.referrals_count),
     referrer_id: row.referrer_id === null ? null : Number(row.referrer_id),
-    flags_count: 0,
+    flags_count: Number(row.flags_count),
   };
 }
 
@@ -249,20 +252,21 @@ export class AdminService {
   async getUser(userId: number): Promise<AdminUserDetail | null> {
     const user = await this.findUser(userId);
     if (user === null) return null;
-    const [referrer, referrals, tokens] = await Promise.all([
+    const [referrer, referrals, tokens, flags] = await Promise.all([
       user.referrer_id === null ? null : this.findUser(user.referrer_id),
       this.listReferrals(userId, 0, REFERRALS_FIRST_PAGE),
       this.db.execute(sql`
         select count(*)::int as count from api_tokens
         where user_id = ${userId}
           and (expires_at is null or expires_at > ${this.clock.now().toISOString()})`),
+      flagDetails(this.db, userId),
     ]);
     return {
       ...user,
       referrer,
       referrals: referrals ?? { count: 0, results: [], next_cursor: null },
       active_tokens: Number(rowsOf<{ count: number }>(tokens)[0]?.count ?? 0),
-      flags: [],
+      flags,
     };
   }
 

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { ApiError, fieldMessages } from '../errors.js';
+import { DEVICE_ID_RULE, readDeviceId } from '../events/fraud-signals.js';
 import { setRateLimitHeaders, withRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { maskPhone } from '../ops/mask-phone.js';
@@ -169,9 +170,22 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Check the code and sign in',
         description:
           'Signs in with the code sent to the number, creating the user on the first sign-in. Each sign-in issues a new token.',
+        headers: Type.Object({
+          'x-device-id': Type.Optional(
+            Type.String({
+              description: `The client's device id, a fraud signal (or \`device_id\` in the body): ${DEVICE_ID_RULE}`,
+            }),
+          ),
+        }),
         body: Type.Object({
           phone_number: PhoneNumber,
           code: Type.String({ minLength: 1, maxLength: 16, examples: ['1234'] }),
+          device_id: Type.Optional(
+            Type.String({
+              description: `The client's device id, a fraud signal (or the X-Device-Id header): ${DEVICE_ID_RULE}. A random id the client keeps is enough`,
+              examples: ['2f1c9a6e-3b7d-4c1e-9a51-6d0b7e8f4a21'],
+            }),
+          ),
         }),
         response: withRateLimitHeaders(
           {
@@ -196,8 +210,16 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     },
     async (request, reply) => {
       const { phoneNumber } = phoneOrThrow(request.body.phone_number, normalizePhone);
+      const device = readDeviceId(request.headers['x-device-id'], request.body.device_id);
+      if (!device.ok) {
+        throw new ApiError(
+          'validation_error',
+          { problem: 'fields' },
+          { fields: { [device.field]: [fieldMessages.deviceId(device.problem)] } },
+        );
+      }
       const code = request.body.code.trim();
-      const result = await signIns.signIn(phoneNumber, code, request.ip);
+      const result = await signIns.signIn(phoneNumber, code, request.ip, device.deviceId);
       metrics.otpVerifications.inc({ result: result.ok ? 'ok' : result.error });
       setRateLimitHeaders(reply, result.limits);
       if (!result.ok) {

@@ -29,9 +29,10 @@ export class SignInBatcher implements Users {
     phoneNumber: string,
     token: NewToken | null = null,
     clientIp: string | null = null,
+    deviceId: string | null = null,
   ): Promise<FoundOrCreated> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ phoneNumber, token, clientIp, resolve, reject });
+      this.pending.push({ phoneNumber, token, clientIp, deviceId, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // A timer, not setImmediate: on PGlite the statement holds the thread

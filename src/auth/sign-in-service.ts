@@ -37,8 +37,16 @@ export class SignInService {
     return this.otp.issue(phoneNumber, region, clientIp, () => this.users.isBlocked(phoneNumber));
   }
 
-  /** `clientIp` goes into the sign-in's audit entry, written with the token. */
-  async signIn(phoneNumber: string, code: string, clientIp: string): Promise<SignInResult> {
+  /**
+   * `clientIp` and `deviceId` (null: none sent) go into the sign-in's audit
+   * entry, written with the token, and onto a user it creates (fraud signals).
+   */
+  async signIn(
+    phoneNumber: string,
+    code: string,
+    clientIp: string,
+    deviceId: string | null = null,
+  ): Promise<SignInResult> {
     const verified = await this.otp.verify(phoneNumber, code, clientIp);
     if (!verified.ok) return verified;
     const { token, stored } = this.sessions.newToken();
@@ -48,6 +56,7 @@ export class SignInService {
       phoneNumber,
       verified.withheld ? null : stored,
       clientIp,
+      deviceId,
     );
     const { limits } = verified;
     if (user.isBlocked) return { ok: false, error: 'account_blocked', limits };

@@ -16,8 +16,16 @@ export type NewToken = { hash: Buffer; expiresAt: Date | null };
 
 export type FoundOrCreated = { user: SignedInUser; isNew: boolean };
 
-/** A sign-in to write: with `clientIp` it is audited; without a token it stores none. */
-export type SignInWrite = { phoneNumber: string; token: NewToken | null; clientIp: string | null };
+/**
+ * A sign-in to write: with `clientIp` it is audited; without a token it stores
+ * none. A user it creates keeps `clientIp` and `deviceId` (fraud signals).
+ */
+export type SignInWrite = {
+  phoneNumber: string;
+  token: NewToken | null;
+  clientIp: string | null;
+  deviceId?: string | null;
+};
 
 /** Users as sign-in needs them (src/auth/sign-in-batcher.ts wraps it). */
 export interface Users {
@@ -30,6 +38,7 @@ export interface Users {
     phoneNumber: string,
     token?: NewToken | null,
     clientIp?: string | null,
+    deviceId?: string | null,
   ): Promise<FoundOrCreated>;
   /** Whether the number belongs to a blocked user (false for a number without one). */
   isBlocked(phoneNumber: string): Promise<boolean>;
@@ -55,17 +64,20 @@ const MAX_TRIES = 20;
 // audit entry (a refused one for a blocked account), and read what each
 // answer shows. `on conflict do nothing` without a target covers both unique
 // columns: a number that exists is found instead, a drawn invite code that
-// exists leaves the number without a row for now. Only a sign-in (it comes
+// exists leaves the number without a row for now. A new user keeps the
+// client's IP and device id (fraud signals, src/events/fraud-signals.ts); each
+// sign-in's audit entry has them too. Only a sign-in (it comes
 // with the client's IP) is audited: a blocked account's as refused, one with
 // a token as a sign-in; the CLI making an admin, or a withheld code used after
 // unblocking, stores no token and writes nothing.
 const SIGN_IN_SQL = `
   with input as (
-    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[])
-      as t(phone_number, invite_code, token_hash, expires_at, client_ip)
+    select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[],
+      $7::text[])
+      as t(phone_number, invite_code, token_hash, expires_at, client_ip, device_id)
   ), created as (
-    insert into users (phone_number, invite_code, created_at)
-    select phone_number, invite_code, $3 from input
+    insert into users (phone_number, invite_code, created_at, signup_ip, signup_device_id)
+    select phone_number, invite_code, $3, client_ip, device_id from input
     on conflict do nothing
     returning id, phone_number, invite_code, referrer_id, is_blocked
   ), found as (
@@ -88,8 +100,10 @@ const SIGN_IN_SQL = `
       case when f.is_blocked then null else f.id end,
       f.id, i.client_ip,
       case when f.is_blocked
-        then jsonb_build_object('phone_number', f.phone_number, 'reason', 'blocked')
-        else jsonb_build_object('new_user', f.is_new) end
+        then jsonb_strip_nulls(jsonb_build_object('phone_number', f.phone_number,
+          'reason', 'blocked', 'device_id', i.device_id))
+        else jsonb_strip_nulls(jsonb_build_object('new_user', f.is_new, 'device_id', i.device_id))
+        end
     from found f join input i on i.phone_number = f.phone_number
     where i.client_ip is not null and (f.is_blocked or i.token_hash is not null)
   )
@@ -114,8 +128,9 @@ export class UserService implements Users {
     phoneNumber: string,
     token: NewToken | null = null,
     clientIp: string | null = null,
+    deviceId: string | null = null,
   ): Promise<FoundOrCreated> {
-    const [result] = await this.findOrCreateEach([{ phoneNumber, token, clientIp }]);
+    const [result] = await this.findOrCreateEach([{ phoneNumber, token, clientIp, deviceId }]);
     if (result instanceof Error || result === undefined) throw result;
     return result;
   }
@@ -138,6 +153,7 @@ export class UserService implements Users {
           left.map((entry) => entry.token?.hash.toString('hex') ?? null),
           left.map((entry) => entry.token?.expiresAt ?? null),
           left.map((entry) => entry.clientIp),
+          left.map((entry) => entry.deviceId ?? null),
         ]);
         const byNumber = new Map(rows.map((row) => [row.phone_number, row]));
         left = left.filter((entry) => {

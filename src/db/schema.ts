@@ -16,6 +16,11 @@ import {
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
+/** The reasons an activation is flagged (SPEC 6); each is a signal for a human, never a refusal. */
+export const fraudFlags = ['same_ip', 'same_device', 'velocity'] as const;
+
+export type FraudFlag = (typeof fraudFlags)[number];
+
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({
   dataType: () => 'bytea',
 });
@@ -48,6 +53,15 @@ export const users = pgTable(
     isStaff: boolean('is_staff').notNull().default(false),
     isBlocked: boolean('is_blocked').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** The client IP of the first sign-in (fraud signals, SPEC 6); null when made by the CLI. */
+    signupIp: text('signup_ip'),
+    /** The device id the first sign-in sent (X-Device-Id or device_id), if any. */
+    signupDeviceId: text('signup_device_id'),
+    /**
+     * The fraud flags of this user's activation (src/events/fraud-signals.ts):
+     * set with referrer_id, once; null before the activation.
+     */
+    fraudFlags: text('fraud_flags').array().$type<FraudFlag[]>(),
   },
   (t) => [
     uniqueIndex('users_phone_number_key').on(t.phoneNumber),
@@ -60,6 +74,10 @@ export const users = pgTable(
       'btree',
       sql`reverse(${t.phoneNumber}) text_pattern_ops`,
     ),
+    // The velocity flag: a referrer's activations of the last hour, counted while their row is locked.
+    index('users_referrer_activated_at_idx')
+      .on(t.referrerId, t.activatedAt)
+      .where(sql`${t.referrerId} is not null`),
     index('users_activated_at_idx').on(t.activatedAt).where(sql`${t.activatedAt} is not null`),
     index('users_top_referrers_idx')
       .on(t.referralsCount.desc().nullsFirst(), t.id)

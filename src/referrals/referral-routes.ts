@@ -108,10 +108,15 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     async (request) => {
       const user = currentUser(request);
       const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
-        audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
+        audit.byUser(tx, 'invite_activated', user.id, request.ip, {
+          referrer_id: a.referrerId,
+          flags: a.flags,
+        }),
       );
       metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error);
+      // Counted once committed. The answer says nothing of them: a flag is for staff, not a hint to the user.
+      for (const reason of result.flags) metrics.fraudFlags.inc({ reason });
       return {
         message: 'Invite code activated successfully.',
         profile: await loadProfile(user),

@@ -8,6 +8,7 @@ import {
   sessionOf,
 } from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
+import { type FraudFlag, type FraudSignals, flagsValue } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
 import { normalizeInviteCode } from './invite-code.js';
@@ -31,7 +32,13 @@ export type ActivationError =
   | 'invite_already_activated'
   | 'invite_cycle';
 
-export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
+/** `flags`: the fraud signals of the activation, recorded with it (never a refusal). */
+export type ActivationResult =
+  | { ok: true; flags: FraudFlag[] }
+  | { ok: false; error: ActivationError };
+
+/** What `alongside` learns of a successful activation, in its transaction. */
+export type Activation = { referrerId: number; flags: FraudFlag[] };
 
 export const PROFILE_REFERRALS_LIMIT = 100;
 const MAX_ACTIVATION_TRIES = 20;
@@ -86,7 +93,7 @@ export interface Referrals {
 export type OfToken<T> = { user: AuthenticatedUser; value: T };
 
 /** Run in the transaction of a successful activation (the audit entry): both commit or neither. */
-export type AlongsideActivation = (tx: Db, activation: { referrerId: number }) => Promise<void>;
+export type AlongsideActivation = (tx: Db, activation: Activation) => Promise<void>;
 
 /**
  * The JSON text of the referrals `x` (phone_number, activated_at,
@@ -208,6 +215,7 @@ export class ReferralService implements Referrals {
     private readonly database: Database,
     private readonly changes: AccountChanges,
     private readonly clock: Clock,
+    private readonly fraud: FraudSignals,
   ) {}
 
   async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
@@ -273,7 +281,8 @@ export class ReferralService implements Referrals {
    * referrer by anyone else, so the chain checked is the chain committed.
    *
    * The user's profile and the owner's change: both are announced through
-   * AccountChanges before the commit.
+   * AccountChanges before the commit. The activation's fraud flags are
+   * computed while the owner's row is locked and stored with it.
    */
   async activate(
     userId: number,
@@ -346,9 +355,15 @@ export class ReferralService implements Referrals {
         returning referrals_count`),
     );
     const seq = Number(counted[0]?.referrals_count);
+    const at = this.clock.now();
+    const flags = await this.fraud.flagActivation(tx, {
+      refereeId: userId,
+      referrerId: ownerId,
+      at,
+    });
     await tx.execute(sql`
-      update users set referrer_id = ${ownerId}, activated_at = ${this.clock.now().toISOString()},
-        referral_seq = ${seq}
+      update users set referrer_id = ${ownerId}, activated_at = ${at.toISOString()},
+        referral_seq = ${seq}, fraud_flags = ${flagsValue(flags)}
       where id = ${userId}`);
     if (seq >= PROFILE_REFERRALS_LIMIT) {
       // The profile's first referrals are all there now, and never change: kept
@@ -357,7 +372,7 @@ export class ReferralService implements Referrals {
         update users u set first_referrals = ${sql.raw(firstReferralsText('u.id'))}
         where u.id = ${ownerId} and u.first_referrals is null`);
     }
-    await alongside?.(tx, { referrerId: ownerId });
-    return { ok: true };
+    await alongside?.(tx, { referrerId: ownerId, flags });
+    return { ok: true, flags };
   }
 }

@@ -86,7 +86,8 @@ describe.each(backends)('admin API (%s)', (backend) => {
           is_blocked: false,
           referrals_count: 0,
           referrer_id: a.user.id,
-          flags_count: 0,
+          // Both signed up from 127.0.0.1, as every injected request does.
+          flags_count: 1,
         },
         expect.objectContaining({ id: a.user.id, referrals_count: 1, referrer_id: null }),
         expect.objectContaining({ id: staff.user.id, is_staff: true }),
@@ -236,7 +237,8 @@ describe.each(backends)('admin API (%s)', (backend) => {
       is_blocked: false,
       referrals_count: 2,
       referrer_id: owner.user.id,
-      flags_count: 0,
+      // Both signed up from 127.0.0.1, as every injected request does.
+      flags_count: 1,
       referrer: expect.objectContaining({
         id: owner.user.id,
         phone_number: owner.user.phone_number,
@@ -252,7 +254,15 @@ describe.each(backends)('admin API (%s)', (backend) => {
         next_cursor: null,
       },
       active_tokens: 1,
-      flags: [],
+      flags: [
+        {
+          reason: 'same_ip',
+          description: expect.stringContaining('same IP address'),
+          ip: '127.0.0.1',
+          referrer_ip: '127.0.0.1',
+          network: '127.0.0.1',
+        },
+      ],
     });
     const ownerView = (await get(staff, `/api/admin/users/${owner.user.id}/`)).json();
     expect(ownerView).toMatchObject({ referrer: null, active_tokens: 2 });

@@ -202,6 +202,8 @@ describe('admin page', { timeout: 120_000 }, () => {
     await page.getByLabel('Phone number, its last digits, or invite code').fill('0003');
     await page.getByRole('button', { name: 'Search' }).click();
     await expect.poll(() => page.locator('#search-count').textContent()).toBe('Found: 1');
+    // Both signed up from 127.0.0.1: the activation is flagged, and the list says so.
+    await table.getByRole('row').filter({ hasText: REFEREE }).getByText('Flags: 1').waitFor();
     await table.getByRole('link', { name: REFEREE }).click();
 
     // The referee: invited by the owner.
@@ -209,6 +211,11 @@ describe('admin page', { timeout: 120_000 }, () => {
     expect(await page.title()).toBe(`User ${REFEREE} · Invites admin`);
     const details = page.locator('#user-details');
     await expect.poll(() => details.textContent()).toContain('Active tokens1');
+    const flags = page.locator('#user-flags');
+    expect(await flags.getByRole('listitem').allTextContents()).toEqual([
+      'Same IP as the referrerSigned up from 127.0.0.1, the referrer from 127.0.0.1 (network 127.0.0.1).',
+    ]);
+    expect(await flags.textContent()).toContain('not proof: the activation was not refused');
     await page.locator('#user-referrer').getByRole('link', { name: OWNER }).click();
 
     // The owner: one referral, the referee.
@@ -218,6 +225,7 @@ describe('admin page', { timeout: 120_000 }, () => {
     expect(await page.locator('#user-referrer').textContent()).toBe(
       'Nobody: this user did not activate an invite code.',
     );
+    expect(await page.locator('#user-flags').textContent()).toBe('None.');
     await checkAccessibility(page);
     await snap(page, 'user');
     await referrals.getByRole('link', { name: REFEREE }).click();

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'drizzle-orm';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../helper.js';
@@ -281,6 +282,15 @@ describe('web UI', { timeout: 60_000 }, () => {
     await expect.poll(() => page.locator('#referrals-empty').isVisible()).toBe(true);
     expect(await page.locator('#referrals-count').textContent()).toBe('Total: 0');
     expect(await storedToken(page)).toMatch(/.{20,}/);
+    // The page made a device id, keeps it, and signed in with it (a fraud signal).
+    const deviceId = await page.evaluate(() => localStorage.getItem('referral.deviceId'));
+    expect(deviceId).toMatch(/^[0-9a-f]{32}$/);
+    const signups = await testApp.deps.database.db.execute(
+      sql`select signup_device_id from users where phone_number = '+79165550101'`,
+    );
+    expect((signups as unknown as { rows: unknown[] }).rows).toEqual([
+      { signup_device_id: deviceId },
+    ]);
 
     await page.getByRole('button', { name: 'Copy link' }).click();
     // The welcome is still shown until the clipboard answers: wait for the new status.

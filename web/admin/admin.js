@@ -43,6 +43,9 @@ const dictionaries = { en, ru };
  * @typedef {{ id: number, at: string, type: string, actor: string, actor_id: number | null,
  *   user_id: number | null, ip: string | null, details: Record<string, unknown> }} AuditEntry
  * @typedef {{ key: string, params?: Record<string, string | number> }} Message
+ * @typedef {{ reason: 'same_ip' | 'same_device' | 'velocity', description: string, ip?: string,
+ *   referrer_ip?: string, network?: string, device_id?: string, activations_in_hour?: number }}
+ *   FraudFlag
  */
 
 const state = {
@@ -64,7 +67,7 @@ const state = {
     /** @type {number | null} */ count: null,
     /** @type {string | null} */ next: null,
   },
-  /** @type {(AdminUser & { referrer: AdminUser | null, active_tokens: number, flags: unknown[] }) | null} */
+  /** @type {(AdminUser & { referrer: AdminUser | null, active_tokens: number, flags: FraudFlag[] }) | null} */
   user: null,
   /** @type {{ results: Referral[], count: number, next: string | null }} */
   referrals: { results: [], count: 0, next: null },
@@ -691,6 +694,14 @@ function userLink(id, text) {
   return make('a', { href: `#/users/${id}`, text, className: 'mono' });
 }
 
+/** @param {FraudFlag} flag what the flag was raised on, in the page's language */
+function flagHint(flag) {
+  if (flag.reason === 'velocity')
+    return t('flag.velocity.hint', { count: numberFormat().format(flag.activations_in_hour ?? 0) });
+  const params = { ip: '?', referrer_ip: '?', network: '?', device_id: '?', ...flag };
+  return t(`flag.${flag.reason}.hint`, params);
+}
+
 /** @param {AdminUser} user */
 function badges(user) {
   const list = [];
@@ -699,6 +710,10 @@ function badges(user) {
   if (user.is_staff) list.push(make('span', { className: 'badge', text: t('badge.staff') }));
   if (list.length === 0)
     list.push(make('span', { className: 'badge badge-ok', text: t('badge.active') }));
+  if (user.flags_count > 0) {
+    const text = t('badge.flagged', { count: numberFormat().format(user.flags_count) });
+    list.push(make('span', { className: 'badge badge-flagged', text }));
+  }
   return list;
 }
 
@@ -805,10 +820,23 @@ function renderUser() {
       ? userLink(user.referrer.id, user.referrer.phone_number)
       : make('span', { className: 'muted', text: t('user.noReferrer') }),
   );
-  el.userFlags.textContent =
-    user.flags.length === 0
-      ? t('user.noFlags')
-      : user.flags.map((f) => JSON.stringify(f)).join(', ');
+  el.userFlags.replaceChildren(
+    ...(user.flags.length === 0
+      ? [make('p', { className: 'muted', text: t('user.noFlags') })]
+      : [
+          make(
+            'ul',
+            { className: 'flags' },
+            user.flags.map((flag) =>
+              make('li', {}, [
+                make('strong', { text: t(`flag.${flag.reason}`) }),
+                make('span', { className: 'muted', text: flagHint(flag) }),
+              ]),
+            ),
+          ),
+          make('p', { className: 'muted', text: t('user.flagsNote') }),
+        ]),
+  );
   const referrals = state.referrals;
   el.userReferralsCount.textContent = t('user.referralsCount', {
     count: number.format(referrals.count),

@@ -78,6 +78,7 @@ export const en = {
   'badge.blocked': 'Blocked',
   'badge.staff': 'Admin',
   'badge.active': 'Active',
+  'badge.flagged': 'Flags: {count}',
 
   'user.back': '← All users',
   'user.block': 'Block',
@@ -93,6 +94,15 @@ export const en = {
   'user.noReferrer': 'Nobody: this user did not activate an invite code.',
   'user.flags': 'Fraud flags',
   'user.noFlags': 'None.',
+  'user.flagsNote':
+    'A flag is a reason to look closer, not proof: the activation was not refused, and people behind one NAT or mobile carrier share an IP.',
+  'flag.same_ip': 'Same IP as the referrer',
+  'flag.same_ip.hint': 'Signed up from {ip}, the referrer from {referrer_ip} (network {network}).',
+  'flag.same_device': 'Same device as the referrer',
+  'flag.same_device.hint': 'Both signed up with device id {device_id}.',
+  'flag.velocity': 'Too many activations at once',
+  'flag.velocity.hint':
+    'The referrer gained {count} activations in the hour up to this one (FRAUD_VELOCITY_PER_HOUR).',
   'user.referrals': 'Referrals',
   'user.referralsEmpty': 'Nobody has used this user’s code.',
   'user.referralsCount': 'Total: {count}',

@@ -79,6 +79,7 @@ export const ru = {
   'badge.blocked': 'Заблокирован',
   'badge.staff': 'Администратор',
   'badge.active': 'Активен',
+  'badge.flagged': 'Признаков: {count}',
 
   'user.back': '← Все пользователи',
   'user.block': 'Заблокировать',
@@ -94,6 +95,15 @@ export const ru = {
   'user.noReferrer': 'Никто: пользователь не активировал код приглашения.',
   'user.flags': 'Признаки мошенничества',
   'user.noFlags': 'Нет.',
+  'user.flagsNote':
+    'Признак — повод присмотреться, а не доказательство: активация не отклонена, а за одним NAT или мобильным оператором IP общий у многих.',
+  'flag.same_ip': 'Тот же IP, что у пригласившего',
+  'flag.same_ip.hint': 'Зарегистрирован с {ip}, пригласивший — с {referrer_ip} (сеть {network}).',
+  'flag.same_device': 'То же устройство, что у пригласившего',
+  'flag.same_device.hint': 'Оба зарегистрировались с идентификатором устройства {device_id}.',
+  'flag.velocity': 'Слишком много активаций сразу',
+  'flag.velocity.hint':
+    'Пригласивший получил {count} активаций за час до этой включительно (FRAUD_VELOCITY_PER_HOUR).',
   'user.referrals': 'Приглашённые',
   'user.referralsEmpty': 'Кодом этого пользователя ещё никто не воспользовался.',
   'user.referralsCount': 'Всего: {count}',
