@@ -73,7 +73,9 @@ async function freshPglite(): Promise<Database> {
     return client;
   })();
   const client = await sharedPglite;
-  await client.exec('truncate table api_tokens, users, audit_log restart identity cascade');
+  await client.exec(
+    'truncate table api_tokens, users, audit_log, events, webhook_deliveries restart identity cascade',
+  );
   return wrapPglite(client, false);
 }
 

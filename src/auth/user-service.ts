@@ -1,4 +1,5 @@
 import type { Database } from '../db/client.js';
+import { userCreatedCtes } from '../events/outbox.js';
 import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
 import { generateInviteCode } from '../referrals/invite-code.js';
@@ -49,7 +50,8 @@ const MAX_BATCH = 64;
 // exists leaves the number without a row for now. Only a sign-in (it comes
 // with the client's IP) is audited: a blocked account's as refused, one with
 // a token as a sign-in; the CLI making an admin, or a withheld code used after
-// unblocking, stores no token and writes nothing.
+// unblocking, stores no token and writes nothing. Each user created gets its
+// `user.created` event (and deliveries to $7, WEBHOOK_URLS) in the statement.
 const SIGN_IN_SQL = `
   with input as (
     select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[])
@@ -58,8 +60,8 @@ const SIGN_IN_SQL = `
     insert into users (phone_number, invite_code, created_at)
     select phone_number, invite_code, $3 from input
     on conflict do nothing
-    returning id, phone_number, invite_code, referrer_id, is_blocked
-  ), found as (
+    returning id, phone_number, invite_code, referrer_id, is_blocked, created_at
+  )${userCreatedCtes('$3', '$7::text[]')}, found as (
     select id, phone_number, invite_code, referrer_id, is_blocked, true as is_new from created
     union all
     select u.id, u.phone_number, u.invite_code, u.referrer_id, u.is_blocked, false
@@ -109,6 +111,8 @@ export class UserService {
     private readonly database: Database,
     private readonly clock: Clock,
     private readonly random: Random,
+    /** WEBHOOK_URLS: each new user's `user.created` event is to be delivered to each. */
+    private readonly webhookUrls: string[] = [],
   ) {}
 
   /**
@@ -193,6 +197,7 @@ export class UserService {
           left.map((entry) => entry.token?.hash.toString('hex') ?? null),
           left.map((entry) => entry.token?.expiresAt ?? null),
           left.map((entry) => entry.clientIp),
+          this.webhookUrls,
         ]);
         const byNumber = new Map(rows.map((row) => [row.phone_number, row]));
         left = left.filter((entry) => {

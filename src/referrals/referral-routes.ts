@@ -5,6 +5,8 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { SessionService } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
+import { activationFlags } from '../events/activation-flags.js';
+import type { Outbox } from '../events/outbox.js';
 import {
   bodyErrorResponses,
   errorRef,
@@ -19,6 +21,8 @@ export type ReferralRoutesOptions = {
   referrals: ReferralService;
   sessions: SessionService;
   audit: AuditLog;
+  /** Writes `invite.activated` in the activation's transaction. */
+  outbox: Outbox;
   metrics: Metrics;
 };
 
@@ -33,7 +37,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions, audit, metrics } = options;
+  const { referrals, sessions, audit, metrics, outbox } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -110,9 +114,14 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request) => {
       const user = currentUser(request);
-      const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
-        audit.byUser(tx, 'invite_activated', user.id, request.ip, { referrer_id: a.referrerId }),
-      );
+      const result = await referrals.activate(user.id, request.body.invite_code, async (tx, a) => {
+        await audit.byUser(tx, 'invite_activated', user.id, request.ip, {
+          referrer_id: a.referrerId,
+        });
+        // The event commits with the activation, or neither does.
+        const parties = { refereeId: user.id, referrerId: a.referrerId };
+        await outbox.inviteActivated(tx, { ...parties, flags: await activationFlags(tx, parties) });
+      });
       metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
