@@ -75,7 +75,8 @@ export class WebhookWorker {
   private readonly timeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly inFlight = new Set<AbortController>();
-  private running: Promise<void> | null = null;
+  /** Runs of `runOnce` not finished yet, the loop's and any other caller's. */
+  private readonly runs = new Set<Promise<number>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -104,7 +105,15 @@ export class WebhookWorker {
    * answers how many. The entry point of the loop, and of tests (with a fake
    * clock, retries come due without waiting).
    */
-  async runOnce(): Promise<number> {
+  runOnce(): Promise<number> {
+    const run = this.claimAndAttempt();
+    this.runs.add(run);
+    const forget = () => this.runs.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async claimAndAttempt(): Promise<number> {
     const now = this.clock.now();
     const claim = this.random.bytes(12).toString('hex');
     const leaseUntil = new Date(now.getTime() + LEASE_SECONDS * 1000);
@@ -127,13 +136,12 @@ export class WebhookWorker {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const running = this.running;
-    if (!running) return;
+    if (this.runs.size === 0) return;
     const abort = setTimeout(() => {
       for (const controller of this.inFlight) controller.abort();
     }, graceMs);
     try {
-      await running;
+      await Promise.allSettled([...this.runs]);
     } finally {
       clearTimeout(abort);
     }
@@ -143,7 +151,7 @@ export class WebhookWorker {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.runOnce()
+      void this.runOnce()
         .then(
           (count) => count,
           (error: unknown) => {
@@ -153,7 +161,6 @@ export class WebhookWorker {
           },
         )
         .then((count) => {
-          this.running = null;
           // A full batch: there may be more due at once.
           this.schedule(count >= BATCH_SIZE ? 0 : this.pollIntervalMs);
         });
