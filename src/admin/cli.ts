@@ -177,7 +177,8 @@ async function main(argv: string[]): Promise<number> {
       versions,
       cacheSize: 0,
     });
-    const users = new UserService(database, systemClock, cryptoRandom);
+    // A user the CLI creates is announced like any other: the service's workers deliver it.
+    const users = new UserService(database, systemClock, cryptoRandom, config.webhookUrls);
     const audit = new AuditLog(database, systemClock, logger);
     const admin = new AdminService(database, systemClock, sessions, users, audit);
     process.stdout.write(`${await run(parsed, admin, config)}\n`);
