@@ -13,22 +13,21 @@
  * Traffic goes to 127.0.0.1 only; everything started is stopped by its pid,
  * and the databases made are dropped.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { OPEN_LIMITS, startScriptNodeArgs, startScriptOf } from './service-settings.js';
+import { call, expectOk, inPool } from './lib/client.js';
+import { HOST, median, ROOT } from './lib/common.js';
+import { cleanups, stopProcess, cleanUp as stopStarted } from './lib/processes.js';
+import { processCpuUs } from './lib/sampling.js';
+import { type Service, startService } from './lib/service.js';
+import { OPEN_LIMITS } from './lib/service-settings.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const HOST = '127.0.0.1';
 const CONNECTIONS = 64;
-const NUMBERS = 1_500;
-const TICK_US = 1_000_000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 
 const USAGE = `npm run bench:paired -- --base <git revision> [options]
 
@@ -37,6 +36,10 @@ const USAGE = `npm run bench:paired -- --base <git revision> [options]
   --backend B         embedded (default) | postgres (PostgreSQL + Redis on 127.0.0.1)
   --rounds N          rounds of concurrent load (default 8)
   --duration S        seconds per round (default 3)
+  --numbers N         verify: numbers with a live code, guessed in turn (default 1500)
+  --max-attempts N    verify: OTP_MAX_ATTEMPTS of both services (default 100: no code is
+                      voided in a round; 5, the service's default, with enough --numbers
+                      makes every fifth wrong guess void a code, the audited one)
 `;
 
 const { values } = parseArgs({
@@ -46,6 +49,8 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'embedded' },
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '3' },
+    numbers: { type: 'string', default: '1500' },
+    'max-attempts': { type: 'string', default: OPEN_LIMITS.OTP_MAX_ATTEMPTS },
     help: { type: 'boolean', default: false },
   },
 });
@@ -53,11 +58,15 @@ if (values.help || !values.base) {
   process.stdout.write(USAGE);
   process.exit(values.help ? 0 : 2);
 }
+const NUMBERS = Number(values.numbers);
+const MAX_ATTEMPTS = values['max-attempts'];
 const workload = values.workload as 'verify' | 'profile' | 'healthz';
 const backend = values.backend as 'embedded' | 'postgres';
 if (
   !['verify', 'profile', 'healthz'].includes(workload) ||
-  !['embedded', 'postgres'].includes(backend)
+  !['embedded', 'postgres'].includes(backend) ||
+  !(NUMBERS >= 1) ||
+  !(Number(MAX_ATTEMPTS) >= 1)
 ) {
   process.stdout.write(USAGE);
   process.exit(2);
@@ -66,8 +75,8 @@ if (
 type Build = {
   name: 'base' | 'this';
   dir: string;
-  env: NodeJS.ProcessEnv;
-  child: ChildProcess | undefined;
+  env: Record<string, string>;
+  service: Service | undefined;
   pid: number;
   url: string;
   tokens: string[];
@@ -89,112 +98,58 @@ const autocannon = createRequire(import.meta.url)('autocannon') as (
 ) => unknown;
 
 const workDir = mkdtempSync(join(os.tmpdir(), 'bench-paired-'));
-const cleanups: (() => Promise<void> | void)[] = [];
 
 function sh(command: string, args: string[], cwd = ROOT): string {
   return execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(),
-      );
-    });
-  });
-}
-
-/** CPU time (user + system) a process has used so far, in µs. */
-function cpuUs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
-}
-
 async function post(build: Build, path: string, body: object): Promise<Record<string, unknown>> {
-  const response = await fetch(build.url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const json = (await response.json()) as Record<string, unknown>;
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
-  return json;
+  return expectOk(call(build.url, 'POST', path, { body: { ...body } }), path);
 }
 
 const phone = (i: number) => `+7999${2_000_000 + i}`;
 
 async function inBatches(count: number, work: (i: number) => Promise<void>): Promise<void> {
-  for (let i = 0; i < count; i += 50) {
-    await Promise.all(Array.from({ length: Math.min(50, count - i) }, (_, k) => work(i + k)));
-  }
+  await inPool(
+    Array.from({ length: count }, (_, i) => i),
+    50,
+    work,
+  );
 }
 
 /** The environment of a build's service; on PostgreSQL, a throwaway database and a Redis logical database of its own. */
 function prepare(build: Build, redisDb: number): void {
-  build.env = {
-    PATH: process.env.PATH,
-    HOME: workDir,
-    NODE_ENV: 'development',
-    HOST,
-    LOG_LEVEL: 'warn',
-    SMS_CONSOLE_DELAY_MS: '0',
-    DATA_DIR: join(workDir, `data-${build.name}`),
-    ...OPEN_LIMITS,
-  };
+  build.env = { DATA_DIR: join(workDir, `data-${build.name}`), OTP_MAX_ATTEMPTS: MAX_ATTEMPTS };
   if (backend !== 'postgres') return;
   const database = `bench_paired_${build.name}_${randomBytes(4).toString('hex')}`;
   sh('psql', ['-h', HOST, '-U', 'postgres', '-qc', `create database ${database}`]);
-  cleanups.push(() => {
+  cleanups.push(async () => {
     sh('psql', ['-h', HOST, '-U', 'postgres', '-qc', `drop database if exists ${database}`]);
   });
   sh('redis-cli', ['-h', HOST, '-n', String(redisDb), 'flushdb']);
-  cleanups.push(() => void sh('redis-cli', ['-h', HOST, '-n', String(redisDb), 'flushdb']));
+  cleanups.push(async () => void sh('redis-cli', ['-h', HOST, '-n', String(redisDb), 'flushdb']));
   build.env.DATABASE_URL = `postgres://postgres@${HOST}:5432/${database}`;
   build.env.REDIS_URL = `redis://${HOST}:6379/${redisDb}`;
 }
 
+/** Both services on core 1; this process (the load generator) on core 0. */
 async function start(build: Build): Promise<void> {
-  const port = await freePort();
-  const logFile = join(workDir, `service-${build.name}.log`);
-  const log = openSync(logFile, 'w');
-  // Both services on core 1; this process (the load generator) on core 0.
-  const child = spawn(
-    'taskset',
-    [
-      '-c',
-      '1',
-      process.execPath,
-      ...startScriptNodeArgs(startScriptOf(backend)),
-      join(build.dir, 'dist', 'server.js'),
-    ],
-    { cwd: workDir, env: { ...build.env, PORT: String(port) }, stdio: ['ignore', log, log] },
-  );
-  closeSync(log);
-  build.child = child;
-  build.pid = child.pid ?? 0;
-  build.url = `http://${HOST}:${port}`;
-  for (const deadline = Date.now() + 60_000; ; ) {
-    try {
-      if ((await fetch(`${build.url}/healthz`)).ok) return;
-    } catch {}
-    if (Date.now() > deadline || child.exitCode !== null)
-      throw new Error(
-        `${build.name} did not start:\n${readFileSync(logFile, 'utf8').slice(-2000)}`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const service = await startService({
+    backend,
+    env: build.env,
+    workDir,
+    root: build.dir,
+    cpus: '1',
+  });
+  build.service = service;
+  build.pid = service.pid;
+  build.url = service.baseUrl;
 }
 
 async function stop(build: Build): Promise<void> {
-  const child = build.child;
-  build.child = undefined;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+  const service = build.service;
+  build.service = undefined;
+  if (service) await stopProcess(service.child);
 }
 
 /** A code for each number, so that every guess is a wrong one at a live code (and attempts start again). */
@@ -261,19 +216,11 @@ function load(build: Build, seconds: number): Promise<AcResult> {
   });
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? 0)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
-}
-
 async function main(): Promise<void> {
   sh('taskset', ['-a', '-cp', '0', String(process.pid)]);
   const baseDir = join(workDir, 'base');
   sh('git', ['worktree', 'add', '--detach', baseDir, String(values.base)]);
-  cleanups.push(() => void sh('git', ['worktree', 'remove', '--force', baseDir]));
+  cleanups.push(async () => void sh('git', ['worktree', 'remove', '--force', baseDir]));
   symlinkSync(join(ROOT, 'node_modules'), join(baseDir, 'node_modules'));
   process.stdout.write(`building ${values.base} and this checkout…\n`);
   sh('npx', ['tsc', '-p', 'tsconfig.build.json'], baseDir);
@@ -282,7 +229,7 @@ async function main(): Promise<void> {
     name,
     dir,
     env: {},
-    child: undefined,
+    service: undefined,
     pid: 0,
     url: '',
     tokens: [],
@@ -313,7 +260,7 @@ async function main(): Promise<void> {
     // A second of load first, so that both are compiled hot before measuring.
     await Promise.all(builds.map((build) => load(build, 1)));
     if (workload === 'verify') for (const build of builds) await issueCodes(build);
-    const before = builds.map((build) => cpuUs(build.pid));
+    const before = builds.map((build) => processCpuUs(build.pid));
     const loads: Promise<AcResult>[] = [];
     for (const i of order) loads[i] = load(builds[i] as Build, seconds);
     const results = await Promise.all(loads);
@@ -323,7 +270,7 @@ async function main(): Promise<void> {
         workload === 'verify' ? result.non2xx : result.requests.total - result.non2xx;
       if (result.errors > 0 || expected !== result.requests.total)
         throw new Error(`${build.name}: ${result.errors} errors, ${result.non2xx} non-2xx answers`);
-      const perRequest = (cpuUs(build.pid) - (before[i] ?? 0)) / result.requests.total;
+      const perRequest = (processCpuUs(build.pid) - (before[i] ?? 0)) / result.requests.total;
       build.cpuUsPerRequest.push(perRequest);
       build.requestsPerSecond.push(result.requests.average);
       return `${build.name} ${Math.round(result.requests.average)} req/s, ${perRequest.toFixed(1)} µs CPU/request`;
@@ -345,11 +292,7 @@ async function main(): Promise<void> {
 let cleaning: Promise<void> | undefined;
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch {}
-    }
+    await stopStarted();
     rmSync(workDir, { recursive: true, force: true });
   })();
   return cleaning;

@@ -3,7 +3,7 @@
  * benchmarks: set-based SQL (generate_series), never one API call per user.
  *
  *   npm run seed:data -- --users 1000000 [--top-referrals 100000] [--tokens 100]
- *     [--sample-users 100] [--out seed.json] [--database-url postgres://…]
+ *     [--sample-users 100] [--staff-tokens 0] [--out seed.json] [--database-url postgres://…]
  *
  * What it makes, appended after any existing users (ids continue from the
  * largest one):
@@ -18,7 +18,9 @@
  * - one filler API token per user (random, unknown: it only gives the token
  *   table a realistic size), `--tokens` known tokens of the top referrer and one
  *   known token each for `--sample-users` random users. The known tokens are
- *   written to `--out` so that a benchmark can use them.
+ *   written to `--out` so that a benchmark can use them;
+ * - with `--staff-tokens N`, the last seeded user is staff (`is_staff`) with N
+ *   known tokens, for the admin API's benchmarks.
  *
  * Migrations are applied first, so a fresh database works. The users table is
  * locked against writes (reads go on) while the rows go in, so a running
@@ -51,7 +53,9 @@ export type SeedSummary = {
     /** Plain tokens of the top referrer, for `Authorization: Token <t>`. */
     tokens: string[];
   };
-  sampleUsers: { id: number; phoneNumber: string; token: string }[];
+  sampleUsers: { id: number; phoneNumber: string; inviteCode: string; token: string }[];
+  /** The staff user and its plain tokens, with `--staff-tokens`; null without. */
+  staffUser: { id: number; phoneNumber: string; tokens: string[] } | null;
   totals: { users: number; referred: number; apiTokens: number };
   /** `skipped` when the per-row foreign key triggers were off (superuser only). */
   foreignKeyChecks: 'skipped' | 'checked';
@@ -64,6 +68,7 @@ type Options = {
   topReferrals: number;
   tokens: number;
   sampleUsers: number;
+  staffTokens: number;
   fillerTokens: boolean;
   vacuum: boolean;
   tokenTtlDays: number;
@@ -73,7 +78,7 @@ type Options = {
 function usage(message: string, exitCode = 2): never {
   process.stderr.write(
     `${message}\n\nusage: npm run seed:data -- --users N [--top-referrals N] [--tokens N]\n` +
-      '  [--sample-users N] [--no-filler-tokens] [--no-vacuum] [--out FILE] [--database-url URL]\n' +
+      '  [--sample-users N] [--staff-tokens N] [--no-filler-tokens] [--no-vacuum] [--out FILE] [--database-url URL]\n' +
       'DATABASE_URL (postgres://…) is used when --database-url is not given.\n',
   );
   process.exit(exitCode);
@@ -94,6 +99,7 @@ function parseOptions(argv: string[]): Options {
       'top-referrals': { type: 'string' },
       tokens: { type: 'string' },
       'sample-users': { type: 'string' },
+      'staff-tokens': { type: 'string' },
       'no-filler-tokens': { type: 'boolean', default: false },
       'no-vacuum': { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -123,6 +129,7 @@ function parseOptions(argv: string[]): Options {
     topReferrals,
     tokens: wholeNumber('tokens', values.tokens, 100),
     sampleUsers: Math.min(users, wholeNumber('sample-users', values['sample-users'], 100)),
+    staffTokens: wholeNumber('staff-tokens', values['staff-tokens'], 0),
     fillerTokens: !values['no-filler-tokens'],
     vacuum: !values['no-vacuum'],
     tokenTtlDays: ttl,
@@ -195,7 +202,8 @@ export async function seed(options: Options): Promise<SeedSummary> {
   let base = 0;
   let skippedForeignKeyChecks = false;
   const topTokens = Array.from({ length: options.tokens }, newToken);
-  const samples: { id: number; phoneNumber: string; token: string }[] = [];
+  const staffTokens = Array.from({ length: options.staffTokens }, newToken);
+  const samples: { id: number; phoneNumber: string; inviteCode: string; token: string }[] = [];
   try {
     await client.query('begin');
     await client.query(`set local work_mem = '256MB'`);
@@ -311,9 +319,20 @@ export async function seed(options: Options): Promise<SeedSummary> {
     await timed(timings, 'insert known tokens', async () => {
       const sampleIds = new Set<number>();
       while (sampleIds.size < options.sampleUsers) sampleIds.add(base + 2 + randomInt(n - 1));
-      for (const id of sampleIds) samples.push({ id, phoneNumber: phoneOf(id), token: newToken() });
-      const owners = [...topTokens.map(() => base + 1), ...samples.map((sample) => sample.id)];
-      const hashes = [...topTokens, ...samples.map((sample) => sample.token)].map(sha256);
+      for (const id of sampleIds) {
+        samples.push({ id, phoneNumber: phoneOf(id), inviteCode: '', token: newToken() });
+      }
+      const owners = [
+        ...topTokens.map(() => base + 1),
+        ...samples.map((sample) => sample.id),
+        ...staffTokens.map(() => base + n),
+      ];
+      const hashes = [...topTokens, ...samples.map((sample) => sample.token), ...staffTokens].map(
+        sha256,
+      );
+      if (staffTokens.length > 0) {
+        await client.query('update users set is_staff = true where id = $1', [base + n]);
+      }
       if (owners.length > 0) {
         await client.query(
           `insert into api_tokens (user_id, token_hash, created_at, expires_at)
@@ -344,6 +363,12 @@ export async function seed(options: Options): Promise<SeedSummary> {
       'select invite_code, referrals_count from users where id = $1',
       [base + 1],
     );
+    const codes = await client.query<{ id: string; invite_code: string }>(
+      'select id, invite_code from users where id = any($1::bigint[])',
+      [samples.map((sample) => sample.id)],
+    );
+    const codeOf = new Map(codes.rows.map((row) => [Number(row.id), row.invite_code]));
+    for (const sample of samples) sample.inviteCode = codeOf.get(sample.id) ?? '';
     const totals = await client.query<{ users: string; referred: string; tokens: string }>(`
       select (select count(*) from users) as users,
         (select count(*) from users where referrer_id is not null) as referred,
@@ -362,6 +387,14 @@ export async function seed(options: Options): Promise<SeedSummary> {
         tokens: topTokens,
       },
       sampleUsers: samples,
+      staffUser:
+        staffTokens.length > 0
+          ? {
+              id: base + options.users,
+              phoneNumber: phoneOf(base + options.users),
+              tokens: staffTokens,
+            }
+          : null,
       totals: {
         users: Number(totals.rows[0]?.users),
         referred: Number(totals.rows[0]?.referred),

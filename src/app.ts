@@ -16,11 +16,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { authRoutes } from './auth/auth-routes.js';
 import { OtpService } from './auth/otp-service.js';
 import { normalizePhone, phoneNormalizer } from './auth/phone.js';
-import { type SendLimiter, unlimited } from './auth/send-limiter.js';
-import { SessionService } from './auth/session-service.js';
 import { SignInService } from './auth/sign-in-service.js';
-import { UserService } from './auth/user-service.js';
-import { UserVersions } from './cache/user-versions.js';
 import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
@@ -39,8 +35,6 @@ import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { observeRequests } from './ops/request-observer.js';
 import { referralRoutes } from './referrals/referral-routes.js';
-import { ReferralService } from './referrals/referral-service.js';
-import { MemoryStore } from './store/memory-store.js';
 import { webRoutes } from './web/web-routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -54,7 +48,6 @@ export type App = FastifyInstance<
 >;
 
 export type AppOptions = {
-  limiter?: SendLimiter;
   /**
    * `background` (default): the webhook worker polls from `ready` to `close`.
    * `manual`: it only runs when called (`app.webhooks.runOnce()`), as tests drive it.
@@ -114,6 +107,7 @@ function trustProxyOption(
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
   const { config, logger, clock, random, database, store, metrics } = deps;
+  const { limiter, sessions, users, referrals } = deps;
   const sms = meteredSmsSender(deps.sms, metrics);
   // The whole request, headers and body, must arrive within this: a client
   // that stalls mid-body (or mid-headers) no longer holds its connection, and
@@ -174,7 +168,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   // of the turn, they cost about one. With Redis the answers already come
   // together, with its replies, and waiting for the turn's end only costs
   // (bench/README.md, "answers written together").
-  const writeAtTurnEnd = store instanceof MemoryStore;
+  const writeAtTurnEnd = store.inProcess;
   // A callback hook, not an async one: it runs on every answer, and needs no promise.
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (shuttingDown) reply.header('Connection', 'close');
@@ -186,7 +180,6 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
 
   app.decorateRequest('user', null);
   app.decorateRequest('token', null);
-  app.decorateRequest('userVersion', null);
   app.setErrorHandler(errorHandler);
   // Methods registered per path, so that a known path with the wrong method
   // gets a 405 with Allow, as DRF answers, rather than a 404.
@@ -286,7 +279,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
       throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
     testCodes.set(normalized.phoneNumber, code);
   }
-  const otp = new OtpService(store, clock, random, sms, options.limiter ?? unlimited, {
+  const otp = new OtpService(store, clock, random, sms, limiter, {
     secretKey: config.secretKey,
     length: config.OTP_LENGTH,
     ttlSeconds: config.OTP_TTL_SECONDS,
@@ -294,19 +287,6 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     maxFailedPerHour: config.OTP_MAX_FAILED_PER_PHONE_PER_HOUR,
     testCodes,
   });
-  // Per-instance caches of tokens and profiles, kept coherent across instances (see UserVersions).
-  const versions = new UserVersions(store, random);
-  const sessions = new SessionService(database, clock, random, {
-    ttlDays: config.TOKEN_TTL_DAYS,
-    versions,
-    cacheSize: config.CACHE_SIZE,
-  });
-  const users = new UserService(database, clock, random, config.webhookUrls);
-  const referrals = new ReferralService(database, clock, {
-    versions,
-    cacheSize: config.CACHE_SIZE,
-  });
-
   const audit = new AuditLog(database, clock, logger);
   const outbox = new Outbox(config.webhookUrls, clock);
   const eventLog = new EventLog(database);
@@ -351,7 +331,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
   });
   await app.register(referralRoutes, { referrals, sessions, metrics, audit, outbox });
   await app.register(adminRoutes, {
-    admin: new AdminService(database, clock, sessions, users, audit),
+    admin: new AdminService(database, deps.changes, clock, sessions, users, audit),
     audit,
     eventLog,
     sessions,
@@ -363,6 +343,6 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     }),
   });
   await app.register(docsRoutes);
-  await app.register(webRoutes);
+  await app.register(webRoutes, { captcha: deps.captcha?.provider ?? null });
   return app;
 }

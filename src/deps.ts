@@ -1,7 +1,16 @@
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { AccountChanges } from './accounts/account-changes.js';
 import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
+import { createSendLimiter } from './auth/create-send-limiter.js';
 import { resolveSecretKey } from './auth/secret-key.js';
+import type { SendLimiter } from './auth/send-limiter.js';
+import { SessionService, type Sessions } from './auth/session-service.js';
+import { SignInBatcher } from './auth/sign-in-batcher.js';
+import { UserService, type Users } from './auth/user-service.js';
+import { CachedReferrals } from './cache/cached-referrals.js';
+import { CachedSessions } from './cache/cached-sessions.js';
+import { RequestVersions } from './cache/request-versions.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { type Clock, systemClock } from './lib/clock.js';
@@ -16,6 +25,7 @@ import {
   waitUntilReachable,
 } from './lib/wait-until-reachable.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
+import { ReferralService, type Referrals } from './referrals/referral-service.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
 import type { KeyValueStore } from './store/key-value-store.js';
@@ -33,7 +43,65 @@ export type Deps = {
   /** Required on request-code when CAPTCHA_PROVIDER is set; null otherwise. */
   captcha: CaptchaVerifier | null;
   metrics: Metrics;
+  /** The send caps (OTP_MAX_*, SMS_MAX_*), kept in the store. */
+  limiter: SendLimiter;
+  /** The one way to commit a change a token check or profile read sees. */
+  changes: AccountChanges;
+  sessions: Sessions;
+  users: Users;
+  referrals: Referrals;
 };
+
+/** What a caller (a test, a tool) may put in place of what createDeps would make. */
+export type DepsOverrides = Partial<
+  Pick<Deps, 'logger' | 'clock' | 'random' | 'database' | 'store' | 'sms' | 'metrics'>
+> & {
+  /** Puts something between the service and its store (a test making it fail on purpose). */
+  wrapStore?: (store: KeyValueStore) => KeyValueStore;
+};
+
+/**
+ * The plain services, with the speed layers around them: the token and
+ * profile caches (CACHE_SIZE, 0: none) and sign-in batching
+ * (SIGN_IN_BATCHING). Every write they make goes through `changes`.
+ */
+export function composeServices(
+  parts: Pick<Deps, 'config' | 'clock' | 'random' | 'database' | 'store'>,
+): Pick<Deps, 'changes' | 'sessions' | 'users' | 'referrals'> {
+  const { config, clock, random, database, store } = parts;
+  const changes = new AccountChanges(database, store, random);
+  const plainSessions = new SessionService(database, changes, clock, random, config.TOKEN_TTL_DAYS);
+  const plainUsers = new UserService(database, clock, random, config.webhookUrls);
+  const plainReferrals = new ReferralService(database, changes, clock);
+  const cached = config.CACHE_SIZE > 0;
+  // One read of the user's version per request, shared by both caches.
+  const versions = new RequestVersions(changes);
+  return {
+    changes,
+    sessions: cached
+      ? new CachedSessions(plainSessions, versions, clock, config.CACHE_SIZE)
+      : plainSessions,
+    users: config.SIGN_IN_BATCHING ? new SignInBatcher(plainUsers) : plainUsers,
+    referrals: cached
+      ? new CachedReferrals(plainReferrals, versions, clock, config.CACHE_SIZE)
+      : plainReferrals,
+  };
+}
+
+/** Everything else, once storage is open (or given). */
+export function assembleDeps(
+  parts: Pick<Deps, 'config' | 'logger' | 'clock' | 'random' | 'database' | 'store'> &
+    Partial<Pick<Deps, 'sms' | 'metrics'>>,
+): Deps {
+  const { config, logger } = parts;
+  const base = {
+    ...parts,
+    sms: parts.sms ?? createSmsSender(config, logger),
+    captcha: createCaptchaVerifier(config),
+    metrics: parts.metrics ?? createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
+  };
+  return { ...base, limiter: createSendLimiter(base), ...composeServices(base) };
+}
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */
 export const LOG_REDACT = [
@@ -141,11 +209,15 @@ async function openRedisStoreWhenReachable(
 /**
  * Opens storage for the service. PostgreSQL and Redis that do not answer yet
  * are retried for STARTUP_TIMEOUT_SECONDS in all (StartupError past it).
+ * `overrides` replace parts (a test's clock, SMS sender, database or store);
+ * a given database or store is the caller's to close.
  */
-export async function createDeps(loaded: Config, logger = createLogger(loaded)): Promise<Deps> {
-  const clock = systemClock;
+export async function createDeps(loaded: Config, overrides: DepsOverrides = {}): Promise<Deps> {
+  const logger = overrides.logger ?? createLogger(loaded);
+  const clock = overrides.clock ?? systemClock;
   const deadline = new StartupDeadline(loaded.STARTUP_TIMEOUT_SECONDS);
-  const database = await openDatabaseWhenReachable(loaded, logger, deadline);
+  const database =
+    overrides.database ?? (await openDatabaseWhenReachable(loaded, logger, deadline));
   let config: Config;
   let store: KeyValueStore;
   try {
@@ -156,24 +228,26 @@ export async function createDeps(loaded: Config, logger = createLogger(loaded)):
         'SECRET_KEY is not set: using the development-only key, which anyone can read. Set SECRET_KEY.',
       );
     }
-    store = config.REDIS_URL
-      ? await openRedisStoreWhenReachable(config.REDIS_URL, logger, deadline)
-      : new MemoryStore(clock);
+    store =
+      overrides.store ??
+      (config.REDIS_URL
+        ? await openRedisStoreWhenReachable(config.REDIS_URL, logger, deadline)
+        : new MemoryStore(clock));
   } catch (error) {
-    await database.close();
+    if (overrides.database === undefined) await database.close();
     throw error;
   }
-  return {
+  if (overrides.wrapStore) store = overrides.wrapStore(store);
+  return assembleDeps({
     config,
     logger,
     clock,
-    random: cryptoRandom,
+    random: overrides.random ?? cryptoRandom,
     database,
     store,
-    sms: createSmsSender(config, logger),
-    captcha: createCaptchaVerifier(config),
-    metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
-  };
+    sms: overrides.sms,
+    metrics: overrides.metrics,
+  });
 }
 
 export async function closeDeps(deps: Deps): Promise<void> {

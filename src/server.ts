@@ -1,6 +1,5 @@
 import closeWithGrace from 'close-with-grace';
 import { type App, buildApp } from './app.js';
-import { createSendLimiter } from './auth/create-send-limiter.js';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
 import { DataDirLockError } from './db/data-dir-lock.js';
 import { closeDeps, createDeps, createLogger, type Deps, migrateDatabase } from './deps.js';
@@ -50,10 +49,10 @@ closeWithGrace(
 
 try {
   await checkCanListen(config.HOST, config.PORT);
-  deps = await createDeps(config, logger);
+  deps = await createDeps(config, { logger });
   const applied = await migrateDatabase(deps.database, config);
   if (applied > 0) logger.info({ applied }, `applied ${plural(applied, 'migration')}`);
-  app = await buildApp(deps, { limiter: createSendLimiter(deps) });
+  app = await buildApp(deps);
   await app.listen({ port: config.PORT, host: config.HOST }).catch((error: unknown) => {
     throw listenError(error, config.HOST, config.PORT);
   });

@@ -3,9 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
-import { type App, type AppOptions, buildApp } from '../src/app.js';
-import { createCaptchaVerifier } from '../src/auth/captcha.js';
-import { createSendLimiter } from '../src/auth/create-send-limiter.js';
+import { type App, buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
 import {
   type Database,
@@ -14,10 +12,9 @@ import {
   pgliteStartParams,
   wrapPglite,
 } from '../src/db/client.js';
-import type { Deps } from '../src/deps.js';
+import { createDeps, type Deps, type DepsOverrides } from '../src/deps.js';
 import type { Clock } from '../src/lib/clock.js';
-import { cryptoRandom, type Random } from '../src/lib/random.js';
-import { createMetrics } from '../src/ops/metrics.js';
+import type { Random } from '../src/lib/random.js';
 import type { SmsSender } from '../src/sms/sms-sender.js';
 import { SmsDeliveryError } from '../src/sms/sms-sender.js';
 import type { KeyValueStore } from '../src/store/key-value-store.js';
@@ -258,17 +255,19 @@ async function freshPostgres(): Promise<{
 
 export type TestAppOptions = {
   backend?: Backend;
+  /** `manual`: the webhook worker runs only when the test calls `app.webhooks.runOnce()`. */
+  webhookWorker?: 'background' | 'manual';
   env?: Record<string, string>;
   clock?: FakeClock;
   sms?: FakeSms;
   /** Share storage with another test app (two instances of one deployment). */
   shareWith?: TestApp;
-  /** Use the configured send limits (default: the ones createSendLimiter builds from env). */
-  appOptions?: AppOptions;
   /** Where the app logs (default: a logger at LOG_LEVEL, silent in tests). */
   logger?: Logger;
   /** Puts something between this instance and its store (to make it fail on purpose). */
-  wrapStore?: (store: KeyValueStore) => KeyValueStore;
+  wrapStore?: DepsOverrides['wrapStore'];
+  /** Other parts createDeps would make (randomness, metrics). */
+  overrides?: Pick<DepsOverrides, 'random' | 'metrics'>;
 };
 
 export type TestApp = {
@@ -360,19 +359,17 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       cleanups.push(() => memory.close());
       store = memory;
     }
-    if (options.wrapStore) store = options.wrapStore(store);
-    const deps: Deps = {
-      config,
+    // The service's own wiring, with this test's storage, clock, SMS and logger.
+    const deps = await createDeps(config, {
+      ...options.overrides,
       logger,
       clock,
-      random: cryptoRandom,
+      sms,
       database,
       store,
-      sms,
-      captcha: createCaptchaVerifier(config),
-      metrics: createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
-    };
-    const app = await buildApp(deps, options.appOptions ?? { limiter: createSendLimiter(deps) });
+      wrapStore: options.wrapStore,
+    });
+    const app = await buildApp(deps, { webhookWorker: options.webhookWorker });
     cleanups.push(() => app.close());
     await app.ready();
     let closed: Promise<void> | undefined;

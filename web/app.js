@@ -1,3 +1,4 @@
+import { loadProvider, renderWidget } from './captcha.js';
 import {
   dictionaries,
   initialLanguage,
@@ -33,6 +34,8 @@ const INVITE_CODE_PATTERN = /^[A-Z0-9]{6}$/;
  *   | { text: string }} Message
  * @typedef {{ phone: string, devCode: string | null, resendAt: number }} PendingSignIn
  * @typedef {{ phone_number: string, activated_at: string }} Referral
+ * @typedef {{ provider: 'turnstile' | 'hcaptcha', siteKey: string }} CaptchaSettings
+ * @typedef {import('./captcha.js').Widget} Widget
  * @typedef {{ id: unknown, phone_number: string, invite_code: string,
  *   activated_invite_code: string | null, referrals_count?: number }} Profile
  */
@@ -66,6 +69,21 @@ const state = {
   errors: { loading: null, phone: null, code: null, activate: null, referrals: null },
   /** @type {Message | null} */
   status: null,
+  /**
+   * The CAPTCHA request-code needs: undefined until the server has said, null when none.
+   * @type {CaptchaSettings | null | undefined}
+   */
+  captcha: undefined,
+  /** True once the provider's script failed to load: say so instead of "complete the CAPTCHA". */
+  captchaFailed: false,
+};
+
+/** The rendered widgets: one on the phone step, one for "Send a new code". */
+const captchaWidgets = {
+  /** @type {Widget | null} */
+  phone: null,
+  /** @type {Widget | null} */
+  resend: null,
 };
 
 /** @param {string} id */
@@ -91,12 +109,14 @@ const el = {
   phoneForm: /** @type {HTMLFormElement} */ ($('phone-form')),
   phoneInput: /** @type {HTMLInputElement} */ ($('phone-input')),
   phoneError: $('phone-error'),
+  phoneCaptcha: $('phone-captcha'),
   codeLead: $('code-lead'),
   devCode: $('dev-code'),
   devCodeValue: $('dev-code-value'),
   codeForm: /** @type {HTMLFormElement} */ ($('code-form')),
   codeInput: /** @type {HTMLInputElement} */ ($('code-input')),
   codeError: $('code-error'),
+  resendCaptcha: $('resend-captcha'),
   resendTimer: $('resend-timer'),
   resendButton: /** @type {HTMLButtonElement} */ ($('resend-btn')),
   changePhoneButton: $('change-phone-btn'),
@@ -328,6 +348,7 @@ function renderPhoneView() {
     ? t('phone.invited', { code: state.pendingInvite })
     : '';
   renderError(el.phoneError, state.errors.phone, el.phoneInput);
+  el.phoneCaptcha.hidden = !captchaWidgets.phone;
 }
 
 function renderCodeView() {
@@ -344,6 +365,7 @@ function renderResendTimer() {
   const waiting = secondsLeft > 0;
   const text = waiting ? t('code.resendIn', { time: formatDuration(secondsLeft) }) : '';
   if (el.resendTimer.textContent !== text) el.resendTimer.textContent = text;
+  el.resendCaptcha.hidden = waiting || !captchaWidgets.resend;
   if (el.resendButton.hidden !== waiting) {
     const hadFocus = document.activeElement === el.resendButton;
     el.resendButton.hidden = waiting;
@@ -483,15 +505,28 @@ async function onPhoneSubmit(event) {
     el.phoneInput.focus();
     return;
   }
+  const captcha = captchaBody('phone');
+  if (!captcha) {
+    state.errors.phone = captchaMissing();
+    render();
+    el.phoneInput.focus();
+    return;
+  }
   await whileBusy(submitButtonOf(el.phoneForm), async () => {
     try {
-      const data = await api('POST', '/api/auth/request-code/', { phone_number: phone });
+      const data = await api('POST', '/api/auth/request-code/', {
+        phone_number: phone,
+        ...captcha,
+      });
       state.errors.phone = null;
       startCodeStep(phone, data);
     } catch (error) {
       state.errors.phone = describeError(error);
+      captchaRefused(error);
       render();
       el.phoneInput.focus();
+    } finally {
+      if (captcha.captcha_token) captchaWidgets.phone?.reset();
     }
   });
 }
@@ -556,9 +591,19 @@ async function onResend() {
   const pending = state.pending;
   if (!pending) return;
   state.status = null;
+  const captcha = captchaBody('resend');
+  if (!captcha) {
+    state.errors.code = captchaMissing();
+    render();
+    el.resendButton.focus();
+    return;
+  }
   await whileBusy(el.resendButton, async () => {
     try {
-      const data = await api('POST', '/api/auth/request-code/', { phone_number: pending.phone });
+      const data = await api('POST', '/api/auth/request-code/', {
+        phone_number: pending.phone,
+        ...captcha,
+      });
       startCodeStep(pending.phone, data);
       state.status = { key: 'code.sent', params: { phone: formatPhone(pending.phone) } };
       render();
@@ -568,10 +613,87 @@ async function onResend() {
         session.set(PENDING_SIGN_IN_KEY, JSON.stringify(state.pending));
       }
       state.errors.code = describeError(error);
+      captchaRefused(error);
       render();
       el.codeInput.focus();
+    } finally {
+      if (captcha.captcha_token) captchaWidgets.resend?.reset();
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CAPTCHA
+
+/**
+ * Asks the server which CAPTCHA request-code needs and renders its widgets. Without one the
+ * page loads nothing from another host. Failures are kept quiet here: request-code answers
+ * `captcha_required` if it needed a token, and that answer tries again.
+ */
+async function loadCaptcha() {
+  if (captchaWidgets.phone) return;
+  let settings;
+  try {
+    settings = await api('GET', '/api/auth/captcha/', undefined, { signOutOn401: false });
+  } catch {
+    return;
+  }
+  if (settings?.provider !== 'turnstile' && settings?.provider !== 'hcaptcha') {
+    state.captcha = null;
+    return;
+  }
+  const captcha = { provider: settings.provider, siteKey: String(settings.site_key ?? '') };
+  state.captcha = captcha;
+  try {
+    const providerApi = await loadProvider(captcha.provider);
+    state.captchaFailed = false;
+    for (const [name, container] of /** @type {const} */ ([
+      ['phone', el.phoneCaptcha],
+      ['resend', el.resendCaptcha],
+    ])) {
+      captchaWidgets[name] ??= renderWidget(providerApi, {
+        ...captcha,
+        lang: state.lang,
+        container,
+      });
+    }
+  } catch {
+    state.captchaFailed = true;
+  }
+  render();
+}
+
+/**
+ * The `captcha_token` part of a request-code body: empty without a CAPTCHA, null when one is
+ * needed and not solved yet.
+ * @param {keyof typeof captchaWidgets} where
+ * @returns {{ captcha_token?: string } | null}
+ */
+function captchaBody(where) {
+  if (!state.captcha) return {};
+  const token = captchaWidgets[where]?.token();
+  return token ? { captcha_token: token } : null;
+}
+
+/** @returns {Message} */
+function captchaMissing() {
+  if (state.captchaFailed || !captchaWidgets.phone) {
+    loadCaptcha();
+    return { key: 'error.captcha_unloaded' };
+  }
+  return { key: 'error.captcha_required' };
+}
+
+/**
+ * After a refused token the widget has been reset (see the callers); a server that needs a
+ * CAPTCHA the page did not know of (its settings did not load) gets its widget now.
+ * @param {unknown} error
+ */
+function captchaRefused(error) {
+  const code = error instanceof ApiError ? error.body.code : null;
+  if ((code === 'captcha_required' || code === 'captcha_invalid') && !captchaWidgets.phone) {
+    loadCaptcha();
+  }
 }
 
 function onChangePhone() {
@@ -839,6 +961,7 @@ async function start() {
   if (!languages.includes(state.lang)) state.lang = 'en';
   captureInviteFromUrl();
   bindEvents();
+  loadCaptcha();
   if (state.token) {
     showView('loading');
     await openProfile();

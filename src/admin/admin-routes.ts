@@ -4,7 +4,7 @@ import Type from 'typebox';
 import { type AuditLog, decodeAuditCursor } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { PhoneResult } from '../auth/phone.js';
-import type { SessionService } from '../auth/session-service.js';
+import type { Sessions } from '../auth/session-service.js';
 import { auditActors, auditTypes, deliveryStates, eventTypes } from '../db/schema.js';
 import { ApiError } from '../errors.js';
 import type { EventLog } from '../events/event-log.js';
@@ -22,7 +22,7 @@ export type AdminRoutesOptions = {
   admin: AdminService;
   audit: AuditLog;
   eventLog: EventLog;
-  sessions: SessionService;
+  sessions: Sessions;
   /** Any way of writing a number -> E.164 (search). */
   normalizePhone: (input: string) => PhoneResult;
 };
@@ -73,7 +73,10 @@ const AuditEntrySchema = Type.Object(
     type: Type.Union(auditTypes.map((type) => Type.Literal(type))),
     actor: Type.Union(
       auditActors.map((actor) => Type.Literal(actor)),
-      { description: '`user`: the signed-in user `actor_id`; `cli`: the command line' },
+      {
+        description:
+          '`user`: the signed-in user `actor_id`; `cli`: the command line; `anonymous`: a client not signed in; `system`: the service itself (a budget that ran out)',
+      },
     ),
     actor_id: nullableId,
     user_id: Type.Union([Type.Integer(), Type.Null()], { description: 'Whom the entry is about' }),

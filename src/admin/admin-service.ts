@@ -1,9 +1,10 @@
 import { hostname, userInfo } from 'node:os';
 import { type SQL, sql } from 'drizzle-orm';
+import type { AccountChanges } from '../accounts/account-changes.js';
 import type { AuditLog, AuditRecord } from '../audit/audit-log.js';
 import type { PhoneResult } from '../auth/phone.js';
-import type { SessionService } from '../auth/session-service.js';
-import type { UserService } from '../auth/user-service.js';
+import type { Sessions } from '../auth/session-service.js';
+import type { Users } from '../auth/user-service.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { encodeCursor } from '../referrals/referral-service.js';
@@ -147,7 +148,7 @@ export function searchTerms(
 
 /**
  * What staff can see and do. Every change to a user that a token check reads
- * (blocked, staff, tokens) goes through SessionService, which announces it to
+ * (blocked, staff, tokens) goes through AccountChanges, which announces it to
  * every instance's cache before answering, and is written to the audit log in
  * the same transaction.
  */
@@ -156,9 +157,10 @@ export class AdminService {
 
   constructor(
     database: Database,
+    private readonly changes: AccountChanges,
     private readonly clock: Clock,
-    private readonly sessions: SessionService,
-    private readonly users: UserService,
+    private readonly sessions: Sessions,
+    private readonly users: Users,
     private readonly audit: AuditLog,
   ) {
     this.db = database.db;
@@ -353,7 +355,7 @@ export class AdminService {
     details: Record<string, unknown> = {},
   ): Promise<AdminUser | null> {
     if ((await this.findUser(userId)) === null) return null;
-    await this.sessions.changeAccount(userId, async (tx) => {
+    await this.changes.transaction([userId], async (tx) => {
       await tx.execute(sql`update users set is_staff = ${isStaff} where id = ${userId}`);
       const type = isStaff ? 'admin_grant' : 'admin_revoke';
       await this.audit.write(auditOf(actor, type, userId, details), tx);

@@ -2,11 +2,9 @@ import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { AuditLog } from '../audit/audit-log.js';
 import { normalizePhone } from '../auth/phone.js';
-import { SessionService } from '../auth/session-service.js';
-import { UserService } from '../auth/user-service.js';
-import { UserVersions } from '../cache/user-versions.js';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from '../config.js';
 import { type Database, openDatabase } from '../db/client.js';
+import { composeServices } from '../deps.js';
 import { systemClock } from '../lib/clock.js';
 import { cryptoRandom } from '../lib/random.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
@@ -171,16 +169,16 @@ async function main(argv: string[]): Promise<number> {
           'they may accept cached tokens of this user for up to a minute\n',
       );
     }
-    const versions = new UserVersions(store, cryptoRandom);
-    const sessions = new SessionService(database, systemClock, cryptoRandom, {
-      ttlDays: config.TOKEN_TTL_DAYS,
-      versions,
-      cacheSize: 0,
+    // The plain services: one change, announced to the running instances' caches.
+    const { changes, sessions, users } = composeServices({
+      config: { ...config, CACHE_SIZE: 0, SIGN_IN_BATCHING: false },
+      clock: systemClock,
+      random: cryptoRandom,
+      database,
+      store,
     });
-    // A user the CLI creates is announced like any other: the service's workers deliver it.
-    const users = new UserService(database, systemClock, cryptoRandom, config.webhookUrls);
     const audit = new AuditLog(database, systemClock, logger);
-    const admin = new AdminService(database, systemClock, sessions, users, audit);
+    const admin = new AdminService(database, changes, systemClock, sessions, users, audit);
     process.stdout.write(`${await run(parsed, admin, config)}\n`);
     return 0;
   } finally {

@@ -1,20 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import type { AuthenticatedUser, SessionService } from './session-service.js';
+import type { AuthenticatedUser, Sessions } from './session-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     user: AuthenticatedUser | null;
     token: string | null;
-    /** The user's version read before the token check: reads may be cached under it. */
-    userVersion: string | null;
   }
 }
 
 const SCHEME = /^\s*(Token|Bearer)\s+(\S+)\s*$/i;
 
 /** Reads `Authorization: Token <key>` (or `Bearer <key>`) and rejects requests without a live token. */
-export function requireUser(sessions: SessionService) {
+export function requireUser(sessions: Sessions) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const header = request.headers.authorization;
     if (header === undefined || header.trim() === '') {
@@ -28,7 +26,6 @@ export function requireUser(sessions: SessionService) {
       throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     }
     request.user = session.user;
-    request.userVersion = session.version;
     request.token = match[2];
   };
 }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { ApiError } from '../errors.js';
-import { setRateLimitHeaders } from '../http/rate-limit-headers.js';
+import { setRateLimitHeaders, withRateLimitHeaders } from '../http/rate-limit-headers.js';
 import { bodyErrorResponses, errorRef, PhoneNumber, UserSchema } from '../http/schemas.js';
 import { maskPhone } from '../ops/mask-phone.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -12,12 +12,12 @@ import { requireCaptcha } from './captcha-hook.js';
 import type { AttemptsLimit } from './otp-service.js';
 import type { PhoneResult } from './phone.js';
 import type { SendLimit } from './send-limiter.js';
-import type { SessionService } from './session-service.js';
+import type { Sessions } from './session-service.js';
 import type { SignInService } from './sign-in-service.js';
 
 export type AuthRoutesOptions = {
   signIns: SignInService;
-  sessions: SessionService;
+  sessions: Sessions;
   audit: AuditLog;
   /** Input as typed -> E.164 under the configured regions. */
   normalizePhone: (input: string) => PhoneResult;
@@ -144,26 +144,31 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
             }),
           ),
         }),
-        response: {
-          200: Type.Object(
-            {
-              success: Type.Literal(true),
-              message: Type.String({ examples: ['Verification code sent to your phone number.'] }),
-              dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
-              retry_after: Type.Integer({
-                description: 'Seconds before a new code may be requested for this number',
-              }),
-            },
-            {
-              description:
-                'The code is on its way (the same answer for registered and new numbers)',
-            },
-          ),
-          ...bodyErrorResponses,
-          429: errorRef,
-          502: errorRef,
-          503: errorRef,
-        },
+        response: withRateLimitHeaders(
+          {
+            200: Type.Object(
+              {
+                success: Type.Literal(true),
+                message: Type.String({
+                  examples: ['Verification code sent to your phone number.'],
+                }),
+                dev_code: Type.Optional(Type.String({ description: 'Only outside production' })),
+                retry_after: Type.Integer({
+                  description: 'Seconds before a new code may be requested for this number',
+                }),
+              },
+              {
+                description:
+                  'The code is on its way (the same answer for registered and new numbers)',
+              },
+            ),
+            ...bodyErrorResponses,
+            429: errorRef,
+            502: errorRef,
+            503: errorRef,
+          },
+          [200, 429, 502],
+        ),
       },
     },
     async (request, reply) => {
@@ -208,20 +213,25 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
           phone_number: PhoneNumber,
           code: Type.String({ minLength: 1, maxLength: 16, examples: ['1234'] }),
         }),
-        response: {
-          200: Type.Object(
-            {
-              token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
-              is_new_user: Type.Boolean(),
-              user: UserSchema,
-            },
-            { description: 'Signed in: a new token, and the user (created on the first sign-in)' },
-          ),
-          ...bodyErrorResponses,
-          403: errorRef,
-          429: errorRef,
-          503: errorRef,
-        },
+        response: withRateLimitHeaders(
+          {
+            200: Type.Object(
+              {
+                token: Type.String({ description: 'API token for `Authorization: Token <token>`' }),
+                is_new_user: Type.Boolean(),
+                user: UserSchema,
+              },
+              {
+                description: 'Signed in: a new token, and the user (created on the first sign-in)',
+              },
+            ),
+            ...bodyErrorResponses,
+            403: errorRef,
+            429: errorRef,
+            503: errorRef,
+          },
+          [200, 400, 403, 429],
+        ),
       },
     },
     async (request, reply) => {

@@ -258,7 +258,25 @@ export class OtpService {
           remaining: attemptsLeft,
           resetSeconds: Math.max(1, Math.ceil((this.expiresAtMs(result.record) - nowMs) / 1000)),
         };
-        return { ok: false, error: 'invalid_code', attemptsLeft, limits: [ofCode, ...ofClient] };
+        // The number's hourly cap on wrong guesses, which this one counted toward.
+        const ofNumber: LimitState[] = result.failures
+          ? [
+              {
+                ...this.failedGuesses.usage(
+                  result.failures.held,
+                  result.failures.oldestAtMs,
+                  nowMs,
+                ),
+                name: ATTEMPTS_POLICY.number,
+              },
+            ]
+          : [];
+        return {
+          ok: false,
+          error: 'invalid_code',
+          attemptsLeft,
+          limits: [ofCode, ...ofNumber, ...ofClient],
+        };
       }
     }
   }

@@ -1,7 +1,6 @@
 import { hash as oneShotHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
-import { LRUCache } from 'lru-cache';
-import { cacheAging, type UserVersions } from '../cache/user-versions.js';
+import type { AccountChanges } from '../accounts/account-changes.js';
 import type { Database, Db } from '../db/client.js';
 import { apiTokens } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
@@ -10,21 +9,23 @@ import type { NewToken } from './user-service.js';
 
 export type AuthenticatedUser = { id: number; phoneNumber: string; isStaff: boolean };
 
-/**
- * A live token's user, and the user's version read before the check (null
- * when reads of this user must not be cached now; see UserVersions).
- */
-export type Session = { user: AuthenticatedUser; version: string | null };
+/** A live token's user, and when the token expires (null: never). */
+export type Session = { user: AuthenticatedUser; expiresAtMs: number | null };
 
-export type SessionOptions = {
-  ttlDays: number;
-  versions: UserVersions;
-  /** Tokens remembered by this instance; 0 checks every request in the database. */
-  cacheSize: number;
-};
+/** Run in the revoking transaction (the audit entry): both commit or neither. */
+export type AlongsideRevoke = (tx: Db, revoked: number) => Promise<void>;
 
-type Found = { user: AuthenticatedUser; expiresAtMs: number | null };
-type CachedSession = Found & { version: string };
+/** API tokens: what the auth hook, sign-in and logout need (src/cache/cached-sessions.ts wraps it). */
+export interface Sessions {
+  /** A new token, and what to store of it (see UserService.findOrCreate). */
+  newToken(): { token: string; stored: NewToken };
+  /** The session of a live token, or null for unknown, expired, revoked or blocked. */
+  authenticate(token: string): Promise<Session | null>;
+  /** Revokes one token of the user. */
+  revoke(token: string, userId: number, alongside?: AlongsideRevoke): Promise<void>;
+  /** Revokes every token of the user; answers how many. */
+  revokeAll(userId: number, alongside?: AlongsideRevoke): Promise<number>;
+}
 
 const TOKEN_BYTES = 20; // 160 random bits, written as 40 hex characters like DRF tokens
 const TOKEN_FORMAT = /^[0-9a-f]{40}$/;
@@ -35,34 +36,30 @@ export function hashToken(token: string): Buffer {
   return oneShotHash('sha256', token, 'buffer');
 }
 
-/**
- * API tokens. The database holds only the SHA-256 of each token: looking one
- * up by hash needs no constant-time comparison, since an attacker who does not
- * know a token cannot steer its hash. Every sign-in issues a new token.
- *
- * Live tokens are remembered per instance, keyed by their hash, under the
- * user's version: revoking (or blocking) goes through `UserVersions.write`,
- * so every instance stops accepting the token on its next request. Unknown
- * tokens are never remembered.
- */
-export class SessionService {
-  private readonly ttlDays: number;
-  private readonly versions: UserVersions;
-  private readonly cache: LRUCache<string, CachedSession> | null;
+/** The token check: a live, unexpired token of a user who is not blocked. */
+const AUTHENTICATE_SQL = `
+  select u.id, u.phone_number, u.is_staff,
+    (extract(epoch from t.expires_at) * 1000)::float8 as expires_at_ms
+  from api_tokens t join users u on u.id = t.user_id
+  where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2) and not u.is_blocked
+  limit 1`;
 
+/**
+ * API tokens, read and written in the database alone. The database holds
+ * only the SHA-256 of each token: looking one up by hash needs no
+ * constant-time comparison, since an attacker who does not know a token
+ * cannot steer its hash. Every sign-in issues a new token. Revoking goes
+ * through AccountChanges, so that caches of other instances see it.
+ */
+export class SessionService implements Sessions {
   constructor(
     private readonly database: Database,
+    private readonly changes: AccountChanges,
     private readonly clock: Clock,
     private readonly random: Random,
-    options: SessionOptions,
-  ) {
-    this.ttlDays = options.ttlDays;
-    this.versions = options.versions;
-    this.cache =
-      options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize, ...cacheAging(clock) }) : null;
-  }
+    private readonly ttlDays: number,
+  ) {}
 
-  /** A new token, and what to store of it (see UserService.findOrCreate). */
   newToken(): { token: string; stored: NewToken } {
     const token = this.random.bytes(TOKEN_BYTES).toString('hex');
     const expiresAt =
@@ -70,62 +67,15 @@ export class SessionService {
     return { token, stored: { hash: hashToken(token), expiresAt } };
   }
 
-  /** The user behind a live token, or null for unknown, expired, revoked or blocked. */
   async authenticate(token: string): Promise<Session | null> {
     if (!TOKEN_FORMAT.test(token)) return null;
-    const hash = hashToken(token);
-    if (this.cache === null) {
-      const found = await this.lookup(hash);
-      return found && { user: found.user, version: null };
-    }
-    const key = hash.toString('base64');
-    const cached = this.cache.get(key);
-    if (cached !== undefined) {
-      if (cached.expiresAtMs !== null && cached.expiresAtMs <= this.clock.now().getTime()) {
-        this.cache.delete(key);
-        return null;
-      }
-      const version = await this.versions.current(cached.user.id);
-      if (version !== null && version === cached.version) return { user: cached.user, version };
-      this.cache.delete(key);
-      return this.lookupAndRemember(hash, key, version);
-    }
-    // The user, hence whose version to read, is known only after a first look.
-    const found = await this.lookup(hash);
-    if (found === null) return null;
-    const version = await this.versions.current(found.user.id);
-    if (version === null) return { user: found.user, version };
-    return this.lookupAndRemember(hash, key, version);
-  }
-
-  /** Checks the token again, now that `version` was read first, and remembers it under it. */
-  private async lookupAndRemember(
-    hash: Buffer,
-    key: string,
-    version: string | null,
-  ): Promise<Session | null> {
-    const found = await this.lookup(hash);
-    if (found === null) return null;
-    if (version !== null) this.cache?.set(key, { ...found, version });
-    return { user: found.user, version };
-  }
-
-  private async lookup(hash: Buffer): Promise<Found | null> {
     // Every uncached request runs this: a named statement, prepared once per connection.
     const [row] = await this.database.query<{
       id: string;
       phone_number: string;
       is_staff: boolean;
       expires_at_ms: number | null;
-    }>(
-      'authenticate_token',
-      `select u.id, u.phone_number, u.is_staff,
-         (extract(epoch from t.expires_at) * 1000)::float8 as expires_at_ms
-       from api_tokens t join users u on u.id = t.user_id
-       where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2) and not u.is_blocked
-       limit 1`,
-      [hash, this.clock.now()],
-    );
+    }>('authenticate_token', AUTHENTICATE_SQL, [hashToken(token), this.clock.now()]);
     return row
       ? {
           user: { id: Number(row.id), phoneNumber: row.phone_number, isStaff: row.is_staff },
@@ -134,18 +84,9 @@ export class SessionService {
       : null;
   }
 
-  /**
-   * Revokes one token; `alongside` runs in the same transaction (the audit
-   * entry), so both commit or neither.
-   */
-  async revoke(
-    token: string,
-    userId: number,
-    alongside?: (tx: Db, revoked: number) => Promise<void>,
-  ): Promise<void> {
+  async revoke(token: string, userId: number, alongside?: AlongsideRevoke): Promise<void> {
     const hash = hashToken(token);
-    this.cache?.delete(hash.toString('base64'));
-    await this.changeAccount(userId, async (tx) => {
+    await this.changes.transaction([userId], async (tx) => {
       const deleted = await tx
         .delete(apiTokens)
         .where(eq(apiTokens.tokenHash, hash))
@@ -154,15 +95,9 @@ export class SessionService {
     });
   }
 
-  /**
-   * Revokes every token of the user, on every instance at once; `alongside`
-   * runs in the same transaction (blocking the user, the audit entry).
-   */
-  async revokeAll(
-    userId: number,
-    alongside?: (tx: Db, revoked: number) => Promise<void>,
-  ): Promise<number> {
-    return this.changeAccount(userId, async (tx) => {
+  /** On every instance at once; `alongside` may change more (blocking the user). */
+  revokeAll(userId: number, alongside?: AlongsideRevoke): Promise<number> {
+    return this.changes.transaction([userId], async (tx) => {
       const deleted = await tx
         .delete(apiTokens)
         .where(eq(apiTokens.userId, userId))
@@ -170,16 +105,5 @@ export class SessionService {
       await alongside?.(tx, deleted.length);
       return deleted.length;
     });
-  }
-
-  /**
-   * Runs, in one transaction, a change to the user that a token check reads
-   * (blocked, staff): every instance's cached sessions of the user are
-   * dropped before the change answers, so its next request sees it.
-   */
-  async changeAccount<T>(userId: number, change: (tx: Db) => Promise<T>): Promise<T> {
-    return this.versions.write([userId], () =>
-      this.database.db.transaction((tx) => change(tx as unknown as Db)),
-    );
   }
 }

@@ -1,7 +1,7 @@
 import type { IssueResult, OtpService, VerifyResult } from './otp-service.js';
 import type { LimitState } from './send-limiter.js';
-import type { SessionService } from './session-service.js';
-import type { UserService } from './user-service.js';
+import type { Sessions } from './session-service.js';
+import type { Users } from './user-service.js';
 
 export type SignInUser = {
   id: number;
@@ -24,8 +24,8 @@ export type SignInResult =
 export class SignInService {
   constructor(
     private readonly otp: OtpService,
-    private readonly users: UserService,
-    private readonly sessions: SessionService,
+    private readonly users: Users,
+    private readonly sessions: Sessions,
   ) {}
 
   /** `region`: the number's ISO region, for the per-region SMS budget. */

@@ -1,6 +1,6 @@
 import type { Clock } from '../lib/clock.js';
 import type { KeyValueStore, LogLimit } from '../store/key-value-store.js';
-import type { Budget, Taken } from './send-limiter.js';
+import type { Budget, LimitState, Taken } from './send-limiter.js';
 
 /**
  * An exact sliding-window cap: "at most `limit` events in any `windowSeconds`",
@@ -33,6 +33,16 @@ export class SlidingLog implements Budget {
     };
   }
 
+  /** The state of a log that holds `held` events, the oldest at `oldestAtMs`. */
+  usage(held: number, oldestAtMs: number, nowMs: number): Omit<LimitState, 'name'> {
+    return {
+      quota: this.limit,
+      windowSeconds: this.windowSeconds,
+      remaining: Math.max(0, this.limit - held),
+      resetSeconds: secondsOf(oldestAtMs + this.windowSeconds * 1000 - nowMs),
+    };
+  }
+
   /** Counts one event if it fits, with a way to give it back; otherwise counts nothing and says when to retry. */
   async take(subject: string): Promise<Taken> {
     if (!this.enabled) return { ok: true, giveBack: async () => {} };
@@ -52,11 +62,7 @@ export class SlidingLog implements Budget {
       ok: true,
       giveBack: () => this.store.removeFromLog(log.key, added.id),
       // The oldest event is the next to slide out, and (when the log is full) the one that frees a place.
-      usage: {
-        ...usage,
-        remaining: Math.max(0, this.limit - added.held),
-        resetSeconds: secondsOf(added.oldestAtMs + this.windowSeconds * 1000 - nowMs),
-      },
+      usage: this.usage(added.held, added.oldestAtMs, nowMs),
     };
   }
 }

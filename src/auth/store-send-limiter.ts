@@ -31,8 +31,11 @@ const HOUR_SECONDS = 3600;
 /** The subject of numbers of no region (+800, +882…): libphonenumber's code for non-geographic entities. */
 const NON_GEOGRAPHIC = '001';
 
-/** Told each time a region's budget refuses a message: where logs, metrics and audit hook in. */
-export type RegionBudgetHit = (region: string, limit: number) => void;
+/**
+ * Told each time a region's budget refuses a message: where logs, metrics and audit hook in.
+ * Awaited before the refusal is answered; it must not throw.
+ */
+export type RegionBudgetHit = (region: string, limit: number) => void | Promise<void>;
 
 /**
  * Clients on IPv6 usually own a whole /64, so one client is one /64: otherwise
@@ -191,7 +194,7 @@ export class StoreSendLimiter implements SendLimiter {
       if (!taken.ok) {
         await Promise.all(undo.map((u) => u()));
         if (limit === 'region')
-          this.onRegionBudgetHit(regionSubject, this.regionLimit(regionSubject));
+          await this.onRegionBudgetHit(regionSubject, this.regionLimit(regionSubject));
         // The refusing limit is the one closest to being hit: the others had room.
         const refused = { ...taken.usage, name: limit };
         return { ok: false, limit, retryAfterSeconds: taken.retryAfterSeconds, limits: [refused] };

@@ -15,15 +15,26 @@ export type SignedInUser = {
 /** A token to store for the user in the same statement (see SessionService.newToken). */
 export type NewToken = { hash: Buffer; expiresAt: Date | null };
 
-type FoundOrCreated = { user: SignedInUser; isNew: boolean };
+export type FoundOrCreated = { user: SignedInUser; isNew: boolean };
 
-type Pending = {
-  phoneNumber: string;
-  token: NewToken | null;
-  clientIp: string | null;
-  resolve: (result: FoundOrCreated) => void;
-  reject: (error: unknown) => void;
-};
+/** A sign-in to write: with `clientIp` it is audited; without a token it stores none. */
+export type SignInWrite = { phoneNumber: string; token: NewToken | null; clientIp: string | null };
+
+/** Users as sign-in needs them (src/auth/sign-in-batcher.ts wraps it). */
+export interface Users {
+  /**
+   * Finds the user of a number or creates them with a fresh invite code, and
+   * stores `token` for them unless they are blocked. With `clientIp` this is
+   * a sign-in, audited in the same statement.
+   */
+  findOrCreate(
+    phoneNumber: string,
+    token?: NewToken | null,
+    clientIp?: string | null,
+  ): Promise<FoundOrCreated>;
+  /** Whether the number belongs to a blocked user (false for a number without one). */
+  isBlocked(phoneNumber: string): Promise<boolean>;
+}
 
 type Row = {
   id: string | number;
@@ -39,8 +50,6 @@ type Row = {
 // connection committed while our statement ran, so that ours sees neither its
 // own row nor the other's. Either way it runs again: a new code, a new snapshot.
 const MAX_TRIES = 20;
-/** Sign-ins written by one statement at most. */
-const MAX_BATCH = 64;
 
 // One round trip and one commit for a batch of sign-ins: find or create each
 // user, store each token unless the account is blocked, write each sign-in's
@@ -91,22 +100,12 @@ const SIGN_IN_SQL = `
   from found f left join users r on r.id = f.referrer_id`;
 
 /**
- * Finds or creates the user of each sign-in and stores its token.
- *
- * Sign-ins are written in batches, one statement at a time per instance: the
- * sign-ins that arrive while one runs go together in the next, in one
- * statement and one commit. Under load that saves a round trip, a statement,
- * a WAL flush and the wake-up of a database backend per sign-in: full
- * sign-ins on PostgreSQL + Redis went from 2,500-2,600/s to 4,300-4,400/s in
- * the same minutes, and one batch at a time beat several (bench/README.md).
- * Alone, a sign-in waits for nothing but the next turn of the event loop
- * (about a millisecond).
+ * Users, read and written in the database alone. The unique index on
+ * phone_number decides which of two racing first sign-ins inserts; the other
+ * finds the row it made. A sign-in changes no cached read (a new token is
+ * unknown to every cache, a blocked user gets none), so it announces nothing.
  */
-export class UserService {
-  private pending: Pending[] = [];
-  private writing = false;
-  private flushScheduled = false;
-
+export class UserService implements Users {
   constructor(
     private readonly database: Database,
     private readonly clock: Clock,
@@ -115,79 +114,25 @@ export class UserService {
     private readonly webhookUrls: string[] = [],
   ) {}
 
-  /**
-   * Finds the user of a number or creates them with a fresh invite code, and
-   * stores `token` for them unless they are blocked. With `clientIp` this is
-   * a sign-in, audited in the same statement. The unique index
-   * on phone_number decides which of two racing first sign-ins inserts; the
-   * other finds the row it made.
-   */
-  findOrCreate(
+  async findOrCreate(
     phoneNumber: string,
     token: NewToken | null = null,
     clientIp: string | null = null,
   ): Promise<FoundOrCreated> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ phoneNumber, token, clientIp, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // A timer, not setImmediate: on PGlite the statement holds the thread
-        // while it runs, and in the check phase it ran before answers queued
-        // there by the same turn, and before the sign-ins still to be read.
-        // In the next timers phase every answer of this turn is already out.
-        setTimeout(() => {
-          this.flushScheduled = false;
-          this.flush();
-        }, 0);
-      }
-    });
+    const [result] = await this.findOrCreateEach([{ phoneNumber, token, clientIp }]);
+    if (result instanceof Error || result === undefined) throw result;
+    return result;
   }
 
   /**
-   * Whether the number belongs to a blocked user (false for a number without
-   * one). A plain read by the unique index, outside the sign-in batches.
+   * Writes several sign-ins of distinct numbers in one statement (one round
+   * trip, one commit); each answer is the sign-in's result, or the error that
+   * stopped it. Callers sort by number, so that two statements lock rows in
+   * the same order.
    */
-  async isBlocked(phoneNumber: string): Promise<boolean> {
-    const rows = await this.database.query<{ is_blocked: boolean }>(
-      'user_is_blocked',
-      'select is_blocked from users where phone_number = $1',
-      [phoneNumber],
-    );
-    return rows[0]?.is_blocked ?? false;
-  }
-
-  private flush(): void {
-    if (this.writing || this.pending.length === 0) return;
-    this.writing = true;
-    void this.write(this.takeBatch()).finally(() => {
-      this.writing = false;
-      this.flush();
-    });
-  }
-
-  /**
-   * The oldest pending sign-ins, one per number: a second sign-in of the same
-   * number waits for the next batch, where it finds the user the first made.
-   * Sorted by number, so that two batches lock rows in the same order.
-   */
-  private takeBatch(): Pending[] {
-    const batch: Pending[] = [];
-    const numbers = new Set<string>();
-    const later: Pending[] = [];
-    for (const entry of this.pending) {
-      if (batch.length < MAX_BATCH && !numbers.has(entry.phoneNumber)) {
-        numbers.add(entry.phoneNumber);
-        batch.push(entry);
-      } else {
-        later.push(entry);
-      }
-    }
-    this.pending = later;
-    return batch.sort((a, b) => (a.phoneNumber < b.phoneNumber ? -1 : 1));
-  }
-
-  private async write(batch: Pending[]): Promise<void> {
-    let left = batch;
+  async findOrCreateEach(writes: readonly SignInWrite[]): Promise<(FoundOrCreated | Error)[]> {
+    const results = new Map<SignInWrite, FoundOrCreated | Error>();
+    let left = [...writes];
     try {
       for (let attempt = 0; attempt < MAX_TRIES && left.length > 0; attempt++) {
         const rows = await this.database.query<Row>('sign_in', SIGN_IN_SQL, [
@@ -203,7 +148,7 @@ export class UserService {
         left = left.filter((entry) => {
           const row = byNumber.get(entry.phoneNumber);
           if (!row) return true;
-          entry.resolve({
+          results.set(entry, {
             user: {
               id: Number(row.id),
               phoneNumber: row.phone_number,
@@ -217,11 +162,22 @@ export class UserService {
         });
       }
     } catch (error) {
-      for (const entry of left) entry.reject(error);
-      return;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const entry of left) results.set(entry, failure);
+      left = [];
     }
     // Twenty draws in a row that all hit taken codes: the code space is nearly full.
-    const error = new Error('could not allocate a unique invite code');
-    for (const entry of left) entry.reject(error);
+    const exhausted = new Error('could not allocate a unique invite code');
+    return writes.map((entry) => results.get(entry) ?? exhausted);
+  }
+
+  /** A plain read by the unique index, outside the sign-in batches. */
+  async isBlocked(phoneNumber: string): Promise<boolean> {
+    const rows = await this.database.query<{ is_blocked: boolean }>(
+      'user_is_blocked',
+      'select is_blocked from users where phone_number = $1',
+      [phoneNumber],
+    );
+    return rows[0]?.is_blocked ?? false;
   }
 }

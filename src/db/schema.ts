@@ -105,12 +105,16 @@ export const auditTypes = [
   'admin_revoke_tokens',
   'admin_grant',
   'admin_revoke',
+  'sms_region_budget_hit',
 ] as const;
 
 export type AuditType = (typeof auditTypes)[number];
 
-/** Who did it: a signed-in user (actor_id), the command line, or a client not signed in. */
-export const auditActors = ['user', 'cli', 'anonymous'] as const;
+/**
+ * Who did it: a signed-in user (actor_id), the command line, a client not signed in, or the
+ * service itself (a budget that ran out).
+ */
+export const auditActors = ['user', 'cli', 'anonymous', 'system'] as const;
 
 export type AuditActor = (typeof auditActors)[number];
 

@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import Type from 'typebox';
 import type { LimitState } from '../auth/send-limiter.js';
 
 /**
@@ -30,4 +31,35 @@ export function setRateLimitHeaders(reply: FastifyReply, limits: readonly LimitS
   const name = `"${limit.name}"`;
   reply.header('RateLimit-Policy', `${name};q=${limit.quota};w=${limit.windowSeconds}`);
   reply.header('RateLimit', `${name};r=${limit.remaining};t=${limit.resetSeconds}`);
+}
+
+/** The two headers as the OpenAPI document declares them. */
+const rateLimitHeaderSchemas = {
+  'RateLimit-Policy': Type.String({
+    description:
+      'The limit closest to being hit (draft-ietf-httpapi-ratelimit-headers): its name, quota `q` and window `w` in seconds',
+    examples: ['"phone";q=5;w=3600'],
+  }),
+  RateLimit: Type.String({
+    description:
+      'What is left of that limit: `r` requests, and `t` seconds until one more comes back (on a 429, `r=0` and `t` equals `retry_after`)',
+    examples: ['"phone";r=2;t=1200'],
+  }),
+};
+
+/**
+ * Declares the RateLimit headers on the answers of a limited route given by
+ * `statuses`: those its limits were checked for. Answers refused before that
+ * (invalid input, a missing CAPTCHA) carry none.
+ */
+export function withRateLimitHeaders<T extends Record<number, object>>(
+  responses: T,
+  statuses: readonly number[],
+): T {
+  const declared: Record<number, object> = { ...responses };
+  for (const status of statuses) {
+    const response = declared[status];
+    if (response) declared[status] = { ...response, headers: rateLimitHeaderSchemas };
+  }
+  return declared as T;
 }

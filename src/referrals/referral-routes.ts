@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
 import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
-import type { SessionService } from '../auth/session-service.js';
+import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError } from '../errors.js';
 import { activationFlags } from '../events/activation-flags.js';
 import type { Outbox } from '../events/outbox.js';
@@ -15,11 +15,11 @@ import {
   ReferralSchema,
 } from '../http/schemas.js';
 import type { Metrics } from '../ops/metrics.js';
-import { type ActivationError, decodeCursor, type ReferralService } from './referral-service.js';
+import { type ActivationError, decodeCursor, type Referrals } from './referral-service.js';
 
 export type ReferralRoutesOptions = {
-  referrals: ReferralService;
-  sessions: SessionService;
+  referrals: Referrals;
+  sessions: Sessions;
   audit: AuditLog;
   /** Writes `invite.activated` in the activation's transaction. */
   outbox: Outbox;
@@ -59,8 +59,8 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     return body as never;
   };
 
-  const loadProfile = async (userId: number, version: string | null) => {
-    const profile = await referrals.getProfile(userId, version);
+  const loadProfile = async (user: AuthenticatedUser) => {
+    const profile = await referrals.getProfile(user);
     // The token was valid a moment ago; a user deleted in between is signed out.
     if (profile === null) throw new ApiError('invalid_token', 'Invalid, expired or revoked token.');
     return profile;
@@ -81,8 +81,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         },
       },
     },
-    async (request, reply) =>
-      jsonBytes(reply, await loadProfile(currentUser(request).id, request.userVersion)),
+    async (request, reply) => jsonBytes(reply, await loadProfile(currentUser(request))),
   );
 
   app.post(
@@ -126,8 +125,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error, activationMessages[result.error]);
       return {
         message: 'Invite code activated successfully.',
-        // Read fresh: the version read before the activation is stale now.
-        profile: await loadProfile(user.id, null),
+        profile: await loadProfile(user),
       };
     },
   );
@@ -181,12 +179,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
         }
         afterSeq = decoded;
       }
-      const page = await referrals.listReferrals(
-        currentUser(request).id,
-        afterSeq,
-        limit,
-        request.userVersion,
-      );
+      const page = await referrals.listReferrals(currentUser(request), afterSeq, limit);
       return jsonBytes(reply, page);
     },
   );

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { LRUCache } from 'lru-cache';
-import { cacheAging, type UserVersions, type WriteScope } from '../cache/user-versions.js';
+import type { AccountChanges, Announce } from '../accounts/account-changes.js';
+import type { AuthenticatedUser } from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
@@ -26,14 +26,6 @@ export type ActivationError =
   | 'invite_cycle';
 
 export type ActivationResult = { ok: true } | { ok: false; error: ActivationError };
-
-export type ReferralServiceOptions = {
-  versions: UserVersions;
-  /** Profiles (and as many referrals pages) each instance keeps; 0: none. */
-  cacheSize: number;
-};
-
-type Cached<T> = { value: T; version: string };
 
 export const PROFILE_REFERRALS_LIMIT = 100;
 const MAX_ACTIVATION_TRIES = 20;
@@ -80,62 +72,56 @@ function toIso(value: Date | string | null): string {
   return (value instanceof Date ? value : new Date(value ?? 0)).toISOString();
 }
 
-export class ReferralService {
-  private readonly db: Db;
-  private readonly versions: UserVersions;
-  private readonly profiles: LRUCache<number, Cached<Profile>> | null;
-  private readonly pages: LRUCache<string, Cached<ReferralPage>> | null;
+/** What the profile routes need (src/cache/cached-referrals.ts wraps it). */
+export interface Referrals {
+  /** The profile, with the first referrals embedded, oldest first; null for no such user. */
+  getProfile(user: AuthenticatedUser): Promise<Profile | null>;
+  /** A page of the user's referrals after position `afterSeq`, oldest first. */
+  listReferrals(user: AuthenticatedUser, afterSeq: number, limit: number): Promise<ReferralPage>;
+  activate(
+    userId: number,
+    rawCode: string,
+    alongside?: AlongsideActivation,
+  ): Promise<ActivationResult>;
+}
 
+/** Run in the transaction of a successful activation (the audit entry): both commit or neither. */
+export type AlongsideActivation = (tx: Db, activation: { referrerId: number }) => Promise<void>;
+
+/** The profile and its first referrals, in one round trip. */
+const PROFILE_SQL = `
+  select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
+    u.referrals_count, x.phone_number as referral_phone, x.activated_at as referral_activated_at
+  from users u
+  left join users r on r.id = u.referrer_id
+  left join lateral (
+    select phone_number, activated_at, referral_seq from users
+    where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
+  ) x on true
+  where u.id = $1
+  order by x.referral_seq`;
+
+/** One page of referrals (one more row than asked, to know whether another follows). */
+const REFERRALS_PAGE_SQL = `
+  select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
+  from users u left join lateral (
+    select phone_number, activated_at, referral_seq from users
+    where referrer_id = u.id and referral_seq > $2
+    order by referral_seq limit $3
+  ) x on true
+  where u.id = $1
+  order by x.referral_seq`;
+
+/** Invite codes and referrals, read and written in the database alone. */
+export class ReferralService implements Referrals {
   constructor(
     private readonly database: Database,
+    private readonly changes: AccountChanges,
     private readonly clock: Clock,
-    options: ReferralServiceOptions,
-  ) {
-    this.db = database.db;
-    this.versions = options.versions;
-    // Bounded by the referrals held, not the entries: a profile embeds up to 100.
-    const maxSize = options.cacheSize * 4;
-    const aging = cacheAging(clock);
-    this.profiles =
-      maxSize > 0
-        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.referrals.length })
-        : null;
-    this.pages =
-      maxSize > 0
-        ? new LRUCache({ maxSize, ...aging, sizeCalculation: (e) => 1 + e.value.results.length })
-        : null;
-  }
+  ) {}
 
-  /**
-   * The profile, with the first referrals embedded, oldest first. `version` is
-   * the user's version read before this call (see UserVersions): the profile is
-   * served from memory while it is unchanged, and read fresh otherwise.
-   */
-  async getProfile(userId: number, version: string | null = null): Promise<Profile | null> {
-    const cached = version === null ? undefined : this.profiles?.get(userId);
-    if (cached?.version === version) return cached.value;
-    const profile = await this.readProfile(userId);
-    if (version !== null && profile !== null)
-      this.profiles?.set(userId, { value: profile, version });
-    return profile;
-  }
-
-  /** The profile in one round trip. */
-  private async readProfile(userId: number): Promise<Profile | null> {
-    const rows = await this.database.query<ProfileRow>(
-      'profile',
-      `select u.id, u.phone_number, u.invite_code, r.invite_code as activated_invite_code,
-         u.referrals_count, x.phone_number as referral_phone, x.activated_at as referral_activated_at
-       from users u
-       left join users r on r.id = u.referrer_id
-       left join lateral (
-         select phone_number, activated_at, referral_seq from users
-         where referrer_id = u.id order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
-       ) x on true
-       where u.id = $1
-       order by x.referral_seq`,
-      [userId],
-    );
+  async getProfile(user: AuthenticatedUser): Promise<Profile | null> {
+    const rows = await this.database.query<ProfileRow>('profile', PROFILE_SQL, [user.id]);
     const first = rows[0];
     if (!first) return null;
     return {
@@ -154,42 +140,20 @@ export class ReferralService {
   }
 
   /**
-   * Pages through a user's referrals, oldest first. The cursor is the position
-   * among the referrer's referrals, which only grows in commit order (see
-   * `activate`), so no page ever skips or repeats a referral. `version`: as
-   * for `getProfile`.
+   * The cursor is the position among the referrer's referrals, which only
+   * grows in commit order (see `activate`), so no page ever skips or repeats
+   * a referral.
    */
   async listReferrals(
-    userId: number,
-    afterSeq: number,
-    limit: number,
-    version: string | null = null,
-  ): Promise<ReferralPage> {
-    const key = `${userId}:${afterSeq}:${limit}`;
-    const cached = version === null ? undefined : this.pages?.get(key);
-    if (cached?.version === version) return cached.value;
-    const page = await this.readReferrals(userId, afterSeq, limit);
-    if (version !== null) this.pages?.set(key, { value: page, version });
-    return page;
-  }
-
-  private async readReferrals(
-    userId: number,
+    user: AuthenticatedUser,
     afterSeq: number,
     limit: number,
   ): Promise<ReferralPage> {
-    const rows = await this.database.query<PageRow>(
-      'referrals_page',
-      `select x.phone_number, x.activated_at, x.referral_seq, u.referrals_count
-       from users u left join lateral (
-         select phone_number, activated_at, referral_seq from users
-         where referrer_id = u.id and referral_seq > $2
-         order by referral_seq limit $3
-       ) x on true
-       where u.id = $1
-       order by x.referral_seq`,
-      [userId, afterSeq, limit + 1],
-    );
+    const rows = await this.database.query<PageRow>('referrals_page', REFERRALS_PAGE_SQL, [
+      user.id,
+      afterSeq,
+      limit + 1,
+    ]);
     const count = Number(rows[0]?.referrals_count ?? 0);
     const found = rows.filter((r) => r.referral_seq !== null);
     const page = found.slice(0, limit);
@@ -217,23 +181,21 @@ export class ReferralService {
    * While the locks are held, neither the user nor the root can be given a
    * referrer by anyone else, so the chain checked is the chain committed.
    *
-   * `alongside` runs in the transaction of a successful activation (the audit
-   * entry), so both commit or neither.
+   * The user's profile and the owner's change: both are announced through
+   * AccountChanges before the commit.
    */
   async activate(
     userId: number,
     rawCode: string,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    alongside?: AlongsideActivation,
   ): Promise<ActivationResult> {
     const code = normalizeInviteCode(rawCode);
     if (code === null) return { ok: false, error: 'invite_not_found' };
-    // The user's profile and the owner's change: both are announced to caches.
-    const write = this.versions.begin();
-    try {
+    return this.changes.announcing(async (announce) => {
       for (let attempt = 0; attempt < MAX_ACTIVATION_TRIES; attempt++) {
         try {
-          const outcome = await this.db.transaction((tx) =>
-            this.tryActivate(tx as unknown as Db, userId, code, write, alongside),
+          const outcome = await this.changes.open((tx) =>
+            this.tryActivate(tx, userId, code, announce, alongside),
           );
           if (outcome !== 'retry') return outcome;
         } catch (error) {
@@ -241,17 +203,15 @@ export class ReferralService {
         }
       }
       throw new Error('invite activation kept conflicting; giving up');
-    } finally {
-      await write.end();
-    }
+    });
   }
 
   private async tryActivate(
     tx: Db,
     userId: number,
     code: string,
-    write: WriteScope,
-    alongside?: (tx: Db, activation: { referrerId: number }) => Promise<void>,
+    announce: Announce,
+    alongside?: AlongsideActivation,
   ): Promise<ActivationResult | 'retry'> {
     const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
@@ -285,8 +245,8 @@ export class ReferralService {
     if (!lockedUser || !lockedRoot) return { ok: false, error: 'invite_not_found' };
     if (lockedUser.referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
     if (lockedRoot.referrer_id !== null) return 'retry';
-    await write.add(userId);
-    await write.add(ownerId);
+    await announce(userId);
+    await announce(ownerId);
 
     // The owner's row is locked, so positions are handed out one at a time, in commit order.
     const counted = rowsOf(

@@ -5,6 +5,12 @@
  * interleave. TTLs are whole seconds and are set when a key is created.
  */
 export interface KeyValueStore {
+  /**
+   * True when operations complete in this process, without I/O (the memory
+   * store): answers that used only the store are ready in the same turn of
+   * the event loop as their request.
+   */
+  readonly inProcess: boolean;
   get(key: string): Promise<string | null>;
   /**
    * Reads several keys at one instant (null for each missing one). On a Redis
@@ -107,7 +113,14 @@ export type GuessOutcome =
   | { outcome: 'absent' }
   | { outcome: 'exhausted'; record: string }
   | { outcome: 'taken'; record: string }
-  | { outcome: 'wrong'; record: string; attempt: number; failureId?: string };
+  | {
+      outcome: 'wrong';
+      record: string;
+      attempt: number;
+      failureId?: string;
+      /** The failures log after this guess: events held and the oldest one's time (ms). */
+      failures?: { held: number; oldestAtMs: number };
+    };
 
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';

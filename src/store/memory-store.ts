@@ -19,6 +19,7 @@ type Entry = { value: string; expiresAtMs: number; events?: LogEvent[] };
  * the injected clock, so tests can advance time instead of sleeping.
  */
 export class MemoryStore implements KeyValueStore {
+  readonly inProcess = true;
   private readonly entries = new Map<string, Entry>();
   private readonly sweeper: NodeJS.Timeout;
   private nextEventId = 0;
@@ -139,7 +140,8 @@ export class MemoryStore implements KeyValueStore {
     this.entries.set(guess.attemptsKey, { value: String(attempt), expiresAtMs: entry.expiresAtMs });
     if (!guess.failures) return { outcome: 'wrong', record, attempt };
     const failureId = this.logEvent(guess.failures, events, nowMs);
-    return { outcome: 'wrong', record, attempt, failureId };
+    const failures = { held: events.length, oldestAtMs: (events[0] as LogEvent).atMs };
+    return { outcome: 'wrong', record, attempt, failureId, failures };
   }
 
   async giveBackGuess(guess: Guess, record: string, failureId: string | undefined): Promise<void> {

@@ -88,6 +88,8 @@ end
 redis.call('SET', KEYS[2], attempt, 'PX', math.max(1, redis.call('PTTL', KEYS[1])))
 if log then
   ${LOG_ADD('log', 'now', 'ARGV[4]', 'ARGV[6]')}
+  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  return {'wrong', record, attempt, redis.call('ZCARD', log), oldest[2]}
 end
 return {'wrong', record, attempt}`);
 // KEYS: the record, its attempts, and the failures log if any. ARGV: the
@@ -135,6 +137,7 @@ const TIMEOUTS_BEFORE_RECONNECT = 2;
  * when commands time out in a row on it.
  */
 export class RedisStore implements KeyValueStore {
+  readonly inProcess = false;
   private readonly client: RedisClient;
   private readonly prefix: string;
   private readonly logger: Logger;
@@ -387,8 +390,8 @@ export class RedisStore implements KeyValueStore {
           nowMs,
           ...(failures ? [failures.windowSeconds * 1000, failures.limit, failureId as string] : []),
         ],
-      )) as [GuessOutcome['outcome'], (string | number)?, number?];
-      const [outcome, detail, attempt] = reply;
+      )) as [GuessOutcome['outcome'], (string | number)?, number?, number?, string?];
+      const [outcome, detail, attempt, held, oldestAtMs] = reply;
       switch (outcome) {
         case 'capped':
           return { outcome, retryAfterMs: Number(detail) };
@@ -403,6 +406,9 @@ export class RedisStore implements KeyValueStore {
             record: String(detail),
             attempt: Number(attempt),
             ...(failureId ? { failureId } : {}),
+            ...(held !== undefined
+              ? { failures: { held: Number(held), oldestAtMs: Number(oldestAtMs) } }
+              : {}),
           };
       }
     });

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
+import type { CaptchaProvider } from '../auth/captcha.js';
 
 /** `web/` at the repository root, reached the same way from `src/web/` and from `dist/web/`. */
 const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
@@ -23,17 +24,50 @@ const PHONE_BUNDLE = 'libphonenumber-min.js';
  * only our own files may run (no inline scripts, no eval, no third-party origins), the page may
  * talk only to its own origin, and it cannot be framed (clickjacking the activate form).
  */
-export const contentSecurityPolicy = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "manifest-src 'self'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
+const strictDirectives: Record<string, string> = {
+  'default-src': "'none'",
+  'script-src': "'self'",
+  'style-src': "'self'",
+  'img-src': "'self' data:",
+  'connect-src': "'self'",
+  'manifest-src': "'self'",
+  'base-uri': "'none'",
+  'form-action': "'self'",
+  'frame-ancestors': "'none'",
+};
+
+/**
+ * What each CAPTCHA widget needs on top, as its provider documents it: Turnstile a script and
+ * the frame of its challenge; hCaptcha also styles and requests from its own hosts.
+ */
+const captchaDirectives: Record<CaptchaProvider, Record<string, string>> = {
+  turnstile: {
+    'script-src': 'https://challenges.cloudflare.com',
+    'frame-src': 'https://challenges.cloudflare.com',
+  },
+  hcaptcha: {
+    'script-src': 'https://hcaptcha.com https://*.hcaptcha.com',
+    'frame-src': 'https://hcaptcha.com https://*.hcaptcha.com',
+    'style-src': 'https://hcaptcha.com https://*.hcaptcha.com',
+    'connect-src': 'https://hcaptcha.com https://*.hcaptcha.com',
+  },
+};
+
+/**
+ * The sign-in page's policy: the strict one, plus exactly the origins of the configured
+ * CAPTCHA's widget (its script is the one request the page may make to another host).
+ */
+export function pageContentSecurityPolicy(captcha: CaptchaProvider | null): string {
+  const directives = { ...strictDirectives };
+  for (const [name, sources] of Object.entries(captcha ? captchaDirectives[captcha] : {})) {
+    directives[name] = directives[name] ? `${directives[name]} ${sources}` : sources;
+  }
+  return Object.entries(directives)
+    .map(([name, sources]) => `${name} ${sources}`)
+    .join('; ');
+}
+
+export const contentSecurityPolicy = pageContentSecurityPolicy(null);
 
 export const securityHeaders = {
   'content-security-policy': contentSecurityPolicy,
@@ -47,23 +81,28 @@ export const securityHeaders = {
 
 /**
  * The web UI: `GET /` serves the single page, `GET /admin/` the staff page, `/assets/*` their
- * scripts, styles and icon. The files
+ * scripts, styles and icon. `captcha` is the widget the sign-in page may load. The files
  * are not fingerprinted, so they are served with `no-cache`: browsers revalidate with the ETag
  * and get a cheap 304, and a deploy is never hidden behind a stale cache.
  */
-export async function webRoutes(app: FastifyInstance): Promise<void> {
-  const page = async (url: string, file: string) => {
+export async function webRoutes(
+  app: FastifyInstance,
+  { captcha }: { captcha: CaptchaProvider | null },
+): Promise<void> {
+  const page = async (url: string, file: string, csp = contentSecurityPolicy) => {
     const html = await readFile(join(webRoot, file), 'utf8');
     app.get(url, { schema: { hide: true } }, async (_request, reply) => {
       reply.headers({
         ...securityHeaders,
+        'content-security-policy': csp,
         'content-type': 'text/html; charset=utf-8',
         'cache-control': 'no-cache',
       });
       return html;
     });
   };
-  await page('/', 'index.html');
+  // Only the sign-in page shows the CAPTCHA; the staff page stays as strict as ever.
+  await page('/', 'index.html', pageContentSecurityPolicy(captcha));
   await page('/admin/', 'admin/index.html');
 
   await app.register(fastifyStatic, {

@@ -1,9 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminService } from '../../src/admin/admin-service.js';
 import { AuditLog } from '../../src/audit/audit-log.js';
-import { SessionService } from '../../src/auth/session-service.js';
-import { UserService } from '../../src/auth/user-service.js';
-import { UserVersions } from '../../src/cache/user-versions.js';
+import { composeServices } from '../../src/deps.js';
 import { signInStaff } from '../admin-helper.js';
 import {
   auth,
@@ -106,20 +104,16 @@ describe.each(backends)('blocking across instances with warm caches (%s)', (back
       }
     }
     // A separate process on the same database and store, as the CLI is.
-    const { database, store, clock, random, logger } = a.deps;
-    const sessions = new SessionService(database, clock, random, {
-      ttlDays: 30,
-      versions: new UserVersions(store, random),
-      cacheSize: 0,
+    const { config, database, store, clock, random, logger } = a.deps;
+    const { changes, sessions, users } = composeServices({
+      config: { ...config, CACHE_SIZE: 0, SIGN_IN_BATCHING: false },
+      clock,
+      random,
+      database,
+      store,
     });
     const audit = new AuditLog(database, clock, logger);
-    const admin = new AdminService(
-      database,
-      clock,
-      sessions,
-      new UserService(database, clock, random),
-      audit,
-    );
+    const admin = new AdminService(database, changes, clock, sessions, users, audit);
     await admin.setStaff(staff.user.id, false, { kind: 'cli' });
 
     for (const t of [a, b]) {

@@ -34,6 +34,8 @@ const DETAIL_KEYS = new Set([
   'os_user',
   'host',
   'withheld',
+  'region',
+  'limit',
 ]);
 
 describe.each(backends)('audit log (%s)', (backend) => {
@@ -108,6 +110,49 @@ describe.each(backends)('audit log (%s)', (backend) => {
       (entry) => entry.details.phone_number === phone,
     );
     expect(first.at(-1)).toMatchObject({ user_id: null, actor: 'anonymous' });
+  });
+
+  it('a country over its SMS budget is recorded once per hour, however many refusals, on every instance', async () => {
+    const env = { ...quick, SMS_MAX_PER_REGION_PER_HOUR: 'KZ:1,*:100' };
+    t = await createTestApp({ backend, env });
+    const other = await createTestApp({ backend, env, shareWith: t });
+    try {
+      const staff = await signInStaff(t);
+      let kz = 0;
+      const sendKz = (app: TestApp) =>
+        app.app.inject({
+          method: 'POST',
+          url: '/api/auth/request-code/',
+          payload: { phone_number: `+7701234${String(kz++).padStart(4, '0')}` },
+        });
+      expect((await sendKz(t)).statusCode).toBe(200);
+      const before = await rowCount();
+      for (const app of [t, other, t, other, t]) expect((await sendKz(app)).statusCode).toBe(429);
+      const hits = await entries(staff, '&type=sms_region_budget_hit');
+      expect(hits).toEqual([
+        {
+          id: expect.any(Number),
+          at: t.clock.now().toISOString(),
+          type: 'sms_region_budget_hit',
+          actor: 'system',
+          actor_id: null,
+          user_id: null,
+          ip: null,
+          details: { region: 'KZ', limit: 1 },
+        },
+      ]);
+      // Five refusals, one row: a flood is not a flood of writes.
+      expect(await rowCount()).toBe(before + 1);
+
+      // The next hour's first hit is recorded again, once.
+      t.clock.advance(3600);
+      const answers = [];
+      for (const app of [t, other, t, other]) answers.push((await sendKz(app)).statusCode);
+      expect(answers).toContain(429);
+      expect(await entries(staff, '&type=sms_region_budget_hit')).toHaveLength(2);
+    } finally {
+      await other.close();
+    }
   });
 
   it('a flood of wrong guesses writes nothing; only the guess that voids the code is recorded', async () => {

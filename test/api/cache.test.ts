@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type KeyValueStore, StoreUnavailableError } from '../../src/store/key-value-store.js';
 import { auth, backends, createTestApp, type SignedIn, signIn, type TestApp } from '../helper.js';
 
+const TRIALS = 50;
+
 // Two instances of one deployment (same database and store, each with its own
 // in-memory cache): what one changes, the other must show on its next request.
 describe.each(backends)('caches across instances (%s)', (backend) => {
@@ -85,6 +87,57 @@ describe.each(backends)('caches across instances (%s)', (backend) => {
     ]);
     expect((await get(b, owner, page)).json().results).toEqual(profile.referrals);
     expect((await get(b, referee)).json().activated_invite_code).toBe(owner.user.invite_code);
+  });
+
+  it(`no stale answer in ${TRIALS} trials of logout, a new referral and an activation with warm caches`, async () => {
+    const { a, b } = await deployment();
+    const stale = { revokedToken: 0, referrerProfile: 0, referrerPage: 0, activatedProfile: 0 };
+    const page = '/api/profile/referrals/?limit=5';
+    for (let trial = 0; trial < TRIALS; trial++) {
+      // Half the trials write through each instance and read through the other.
+      const [acting, reading] = trial % 2 === 0 ? [a, b] : [b, a];
+      const [owner, referee, leaving] = [await signIn(a), await signIn(b), await signIn(a)];
+      for (const t of [a, b]) {
+        for (let warm = 0; warm < 2; warm++) {
+          for (const who of [owner, referee, leaving]) {
+            expect((await get(t, who)).statusCode).toBe(200);
+          }
+          expect((await get(t, owner, page)).json().count).toBe(0);
+        }
+      }
+
+      expect((await post(acting, leaving, '/api/auth/logout/')).statusCode).toBe(200);
+      const activated = await post(acting, referee, '/api/profile/', {
+        invite_code: owner.user.invite_code,
+      });
+      expect(activated.statusCode).toBe(200);
+
+      if ((await get(reading, leaving)).statusCode !== 401) stale.revokedToken += 1;
+      if ((await get(reading, owner)).json().referrals_count !== 1) stale.referrerProfile += 1;
+      if ((await get(reading, owner, page)).json().count !== 1) stale.referrerPage += 1;
+      const own = (await get(reading, referee)).json();
+      if (own.activated_invite_code !== owner.user.invite_code) stale.activatedProfile += 1;
+    }
+    expect(stale).toEqual({
+      revokedToken: 0,
+      referrerProfile: 0,
+      referrerPage: 0,
+      activatedProfile: 0,
+    });
+  });
+
+  it('the answer of an activation shows it, with the profile cached just before', async () => {
+    const { a } = await deployment();
+    const owner = await signIn(a);
+    const referee = await signIn(a);
+    for (let warm = 0; warm < 2; warm++) {
+      expect((await get(a, referee)).json().activated_invite_code).toBeNull();
+    }
+
+    const res = await post(a, referee, '/api/profile/', { invite_code: owner.user.invite_code });
+
+    expect(res.statusCode).toBe(200);
+    expect(res.json().profile.activated_invite_code).toBe(owner.user.invite_code);
   });
 
   it('reads racing activations on the other instance never miss one that has answered', async () => {

@@ -3,12 +3,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, buildApp } from '../../src/app.js';
-import { createSendLimiter } from '../../src/auth/create-send-limiter.js';
 import { loadConfig } from '../../src/config.js';
 import { type Database, openDatabase } from '../../src/db/client.js';
-import type { Deps } from '../../src/deps.js';
-import { cryptoRandom } from '../../src/lib/random.js';
-import { createMetrics } from '../../src/ops/metrics.js';
+import { createDeps } from '../../src/deps.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import {
   createTestDatabase,
@@ -133,18 +130,14 @@ describe.skipIf(!enabled)('PostgreSQL and Redis outages (postgres)', () => {
     const keyPrefix = newTestKeyPrefix();
     cleanups.push(() => deleteTestKeys(`${keyPrefix}*`));
     const store = await RedisStore.connect({ url: redisUrl.toString(), logger, keyPrefix });
-    const deps: Deps = {
-      config,
+    const deps = await createDeps(config, {
       logger,
       clock,
-      random: cryptoRandom,
       database,
       store,
       sms: new FakeSms(),
-      captcha: null,
-      metrics: createMetrics(),
-    };
-    const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
+    });
+    const app = await buildApp(deps);
     cleanups.push(
       () => database.close(),
       () => store.close(),

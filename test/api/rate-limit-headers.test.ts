@@ -126,6 +126,42 @@ describe.each(backends)('RateLimit headers (%s)', (backend) => {
     });
   });
 
+  it('verify-code counts down the per-number cap on wrong guesses across codes, up to its 429', async () => {
+    const t = await make({
+      OTP_MAX_FAILED_PER_PHONE_PER_HOUR: '4',
+      OTP_MAX_ATTEMPTS: '5',
+      OTP_RESEND_COOLDOWN_SECONDS: '0',
+    });
+    const phone = nextPhone();
+    const wrongFor = (code: string) => (code === '0000' ? '1111' : '0000');
+    const first = (await requestCode(t, phone)).json() as { dev_code: string };
+    const policy = '"phone";q=4;w=3600';
+    t.clock.advance(10);
+    expect(rateLimitOf(await verify(t, phone, wrongFor(first.dev_code)))).toEqual({
+      policy,
+      state: '"phone";r=3;t=3600',
+    });
+    t.clock.advance(10);
+    expect(rateLimitOf(await verify(t, phone, wrongFor(first.dev_code))).state).toBe(
+      '"phone";r=2;t=3590',
+    );
+    // A new code has all its attempts; the number's cap goes on counting.
+    const second = (await requestCode(t, phone)).json() as { dev_code: string };
+    t.clock.advance(10);
+    expect(rateLimitOf(await verify(t, phone, wrongFor(second.dev_code))).state).toBe(
+      '"phone";r=1;t=3580',
+    );
+    const last = await verify(t, phone, wrongFor(second.dev_code));
+    expect(last.statusCode).toBe(400);
+    expect(rateLimitOf(last)).toEqual({ policy, state: '"phone";r=0;t=3580' });
+    const refused = await verify(t, phone, second.dev_code);
+    expect(rateLimitOf(refused)).toEqual({
+      policy,
+      state: `"phone";r=0;t=${retryAfterOf(refused)}`,
+    });
+    expect(retryAfterOf(refused)).toBe(3580);
+  });
+
   it('verify-code names the client cap when it is closest, 200s included', async () => {
     const t = await make({ OTP_MAX_VERIFY_PER_IP_PER_HOUR: '3', OTP_MAX_ATTEMPTS: '5' });
     const phone = nextPhone();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SignInBatcher } from '../../src/auth/sign-in-batcher.js';
 import { type NewToken, UserService } from '../../src/auth/user-service.js';
 import type { Database } from '../../src/db/client.js';
 import {
@@ -93,6 +94,19 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
     }
   });
 
+  it('with SIGN_IN_BATCHING=false each sign-in is a statement of its own', async () => {
+    t = await createTestApp({ backend, env: { SIGN_IN_BATCHING: 'false' } });
+    const numbers = Array.from({ length: 4 }, () => nextPhone());
+    const codes = await Promise.all(numbers.map((phone) => requestCode(t, phone)));
+    const watch = watchSignIns(t.deps.database);
+
+    const answers = await Promise.all(numbers.map((phone, i) => verify(phone, codes[i] as string)));
+
+    expect(answers.map((answer) => answer.statusCode)).toEqual([200, 200, 200, 200]);
+    expect(watch.batches.map((batch) => batch.length)).toEqual([1, 1, 1, 1]);
+    expect(watch.batches.flat().sort()).toEqual([...numbers].sort());
+  });
+
   it('one batch holds new and blocked users, a number twice and a drawn code that is taken', async () => {
     t = await createTestApp({ backend });
     const db = t.deps.database;
@@ -102,7 +116,7 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
     // Every number of the first statement draws 'AAAAAA'; the second new one
     // is drawn again alone and gets 'BBBBBB'.
     const draws = [...Array(18).fill(0), ...Array(6).fill(1)];
-    const users = new UserService(db, t.clock, scriptedRandom(draws));
+    const users = new SignInBatcher(new UserService(db, t.clock, scriptedRandom(draws)));
     const watch = watchSignIns(db);
 
     const [a, again, b, c] = await Promise.all([
@@ -138,8 +152,10 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
     // batches not sorted by number deadlock here.
     const other = await createTestApp({ shareWith: t });
     try {
-      const first = new UserService(t.deps.database, t.clock, t.deps.random);
-      const second = new UserService(other.deps.database, other.clock, other.deps.random);
+      const first = new SignInBatcher(new UserService(t.deps.database, t.clock, t.deps.random));
+      const second = new SignInBatcher(
+        new UserService(other.deps.database, other.clock, other.deps.random),
+      );
       for (let round = 0; round < 3; round++) {
         const numbers = Array.from({ length: 60 }, () => nextPhone());
         const [mine, theirs] = await Promise.all([
@@ -172,7 +188,7 @@ describe.each(backends)('sign-ins written together (%s)', (backend) => {
 
   it('a statement that fails fails every sign-in of its batch, and the next batch runs', async () => {
     t = await createTestApp({ backend });
-    const users = new UserService(t.deps.database, t.clock, t.deps.random);
+    const users = new SignInBatcher(new UserService(t.deps.database, t.clock, t.deps.random));
     const watch = watchSignIns(t.deps.database);
     const failure = new Error('connection lost');
     watch.fail = failure;

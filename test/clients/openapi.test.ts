@@ -21,7 +21,11 @@ type Operation = {
   requestBody?: unknown;
   responses?: Record<
     string,
-    { description?: string; content?: Record<string, { schema?: JsonSchema }> }
+    {
+      description?: string;
+      content?: Record<string, { schema?: JsonSchema }>;
+      headers?: Record<string, { description?: string; schema?: JsonSchema }>;
+    }
   >;
 };
 type OpenApiDocument = {
@@ -216,6 +220,38 @@ describe.each(backends)('OpenAPI document and docs page (%s)', { timeout: 120_00
     const requestCode = doc.paths['/api/auth/request-code/']?.post?.responses ?? {};
     expect(requestCode['429']?.description).toMatch(/`retry_after`/);
     expect(requestCode['413']?.description).toBe('The request body is over 16 KiB');
+  });
+
+  it('declares the RateLimit headers on the answers of the limited routes, and nowhere else', async () => {
+    t = await createTestApp({ backend });
+    const doc = await fetchDocument(t.app);
+    const withHeaders: string[] = [];
+    for (const [key, operation] of operationsOf(doc)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        const names = Object.keys(response.headers ?? {});
+        if (names.length === 0) continue;
+        expect(names.sort(), `${key} ${status}`).toEqual(['RateLimit', 'RateLimit-Policy']);
+        for (const header of Object.values(response.headers ?? {})) {
+          expect(header.schema?.type).toBe('string');
+          expect(header.description).toMatch(/\w/);
+        }
+        withHeaders.push(`${key} ${status}`);
+      }
+    }
+    expect(withHeaders.sort()).toEqual(
+      [
+        'POST /api/auth/request-code 200',
+        'POST /api/auth/request-code 429',
+        'POST /api/auth/request-code 502',
+        'POST /api/auth/verify-code 200',
+        'POST /api/auth/verify-code 400',
+        'POST /api/auth/verify-code 403',
+        'POST /api/auth/verify-code 429',
+      ].sort(),
+    );
+    // The body of each answer is still described as before.
+    const verify = doc.paths['/api/auth/verify-code/']?.post?.responses ?? {};
+    expect(verify['429']?.content?.['application/json']?.schema?.$ref).toMatch(/Error/);
   });
 
   it('enumerates every error code of src/errors.ts in the Error schema', async () => {

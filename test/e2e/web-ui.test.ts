@@ -189,7 +189,10 @@ describe('web UI', { timeout: 60_000 }, () => {
     expect(csp).toContain("script-src 'self'");
     expect(csp).not.toContain('unsafe-inline');
     expect(csp).toContain("frame-ancestors 'none'");
+    // No CAPTCHA configured: no provider's host, no frames (web-captcha.test.ts has the rest).
+    expect(csp).not.toMatch(/cloudflare|hcaptcha|https:|frame-src/);
     await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+    expect(await page.locator('#phone-captcha').isHidden()).toBe(true);
 
     const script = await fetch(`${baseUrl}/assets/app.js`);
     expect(script.status).toBe(200);

@@ -58,7 +58,7 @@ describe.each(backends)('events and webhooks (%s)', (backend) => {
         ...(urls.length > 0 ? { WEBHOOK_URLS: urls.join(','), WEBHOOK_SECRET } : {}),
         ...options.env,
       },
-      appOptions: { webhookWorker: 'manual' },
+      webhookWorker: 'manual',
       ...(options.shareWith ? { shareWith: options.shareWith } : {}),
     });
     apps.push(t);

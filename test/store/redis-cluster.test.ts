@@ -5,12 +5,9 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { createSendLimiter } from '../../src/auth/create-send-limiter.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/client.js';
-import type { Deps } from '../../src/deps.js';
-import { cryptoRandom } from '../../src/lib/random.js';
-import { createMetrics } from '../../src/ops/metrics.js';
+import { createDeps } from '../../src/deps.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { FakeClock, FakeSms, nextPhone } from '../helper.js';
 
@@ -129,18 +126,14 @@ describe.skipIf(!hasRedis)('Redis Cluster', () => {
     const logger = pino({ level: 'silent' });
     const database = await openDatabase({ url: 'memory://', dataDir: '', poolSize: 1, logger });
     await database.migrate();
-    const deps: Deps = {
-      config,
+    const deps = await createDeps(config, {
       logger,
       clock: new FakeClock(),
-      random: cryptoRandom,
       database,
       store,
       sms: new FakeSms(),
-      captcha: null,
-      metrics: createMetrics(),
-    };
-    const app = await buildApp(deps, { limiter: createSendLimiter(deps) });
+    });
+    const app = await buildApp(deps);
     try {
       const phone = nextPhone();
       const first = await app.inject({

@@ -313,14 +313,20 @@ describe.each(implementations)('KeyValueStore contract: $name', (impl) => {
         record,
         attempt: 1,
         failureId: expect.any(String),
+        failures: { held: 1, oldestAtMs: t0 },
       });
       // The attempts expire with the record they count.
       await expectTtl(guess.attemptsKey, 100);
       await expectTtl(failures.key, 3600);
       // A guess that merely starts alike, or is longer than the record, is wrong too.
       for (const [i, prefix] of ['righ.', 'righx.', 'wight.', `${record}.longer`].entries()) {
-        const near = await store.guess({ ...guess, prefix }, t0);
-        expect(near, prefix).toMatchObject({ outcome: 'wrong', attempt: i + 2 });
+        // The log's state after each guess: how many it holds, and the oldest one's time.
+        const near = await store.guess({ ...guess, prefix }, t0 + (i + 1) * 1000);
+        expect(near, prefix).toMatchObject({
+          outcome: 'wrong',
+          attempt: i + 2,
+          failures: { held: i + 2, oldestAtMs: t0 },
+        });
       }
       expect(await store.guess(guess, t0)).toEqual({ outcome: 'taken', record });
       expect(await store.get(guess.key)).toBeNull();

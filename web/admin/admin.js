@@ -24,6 +24,7 @@ const AUDIT_TYPES = [
   'admin_revoke_tokens',
   'admin_grant',
   'admin_revoke',
+  'sms_region_budget_hit',
 ];
 const STATS = [
   'users_total',
@@ -853,8 +854,8 @@ function renderAudit() {
 /** @param {AuditEntry} entry @param {boolean} withUser */
 function auditRow(entry, withUser) {
   const actor =
-    entry.actor === 'cli'
-      ? make('span', { text: t('audit.cli') })
+    entry.actor === 'cli' || entry.actor === 'system'
+      ? make('span', { text: t(`audit.${entry.actor}`) })
       : entry.actor_id !== null
         ? userLink(entry.actor_id, t('audit.userId', { id: entry.actor_id }))
         : make('span', { className: 'muted', text: t('audit.anonymous') });

@@ -82,6 +82,12 @@ export const en = {
   'error.too_many_attempts': 'Too many wrong attempts. Request a new code.',
   'error.rate_limited': 'Too many requests. Try again in {time}.',
   'error.rate_limited_plain': 'Too many requests. Try again later.',
+  'error.captcha_required': 'Complete the CAPTCHA, then try again.',
+  'error.captcha_invalid': 'The CAPTCHA was not accepted. Please solve it again.',
+  'error.captcha_unavailable':
+    'The CAPTCHA check is unavailable right now. Please try again later.',
+  'error.captcha_unloaded':
+    'The CAPTCHA has not loaded. Check your connection, wait a moment and try again.',
   'error.sms_delivery_failed': 'We could not send the SMS. Please try again in a moment.',
   'error.invite_not_found': 'There is no user with this invite code.',
   'error.invite_own_code': 'You cannot activate your own invite code.',

@@ -82,6 +82,11 @@ export const ru = {
   'error.too_many_attempts': 'Слишком много неверных попыток. Запросите новый код.',
   'error.rate_limited': 'Слишком много запросов. Повторите через {time}.',
   'error.rate_limited_plain': 'Слишком много запросов. Повторите позже.',
+  'error.captcha_required': 'Пройдите проверку CAPTCHA и попробуйте снова.',
+  'error.captcha_invalid': 'Проверка CAPTCHA не пройдена. Пройдите её ещё раз.',
+  'error.captcha_unavailable': 'Проверка CAPTCHA сейчас недоступна. Попробуйте позже.',
+  'error.captcha_unloaded':
+    'CAPTCHA не загрузилась. Проверьте подключение, подождите немного и попробуйте снова.',
   'error.sms_delivery_failed': 'Не удалось отправить СМС. Попробуйте ещё раз чуть позже.',
   'error.invite_not_found': 'Пользователя с таким инвайт-кодом нет.',
   'error.invite_own_code': 'Нельзя активировать собственный инвайт-код.',

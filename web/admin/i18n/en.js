@@ -121,6 +121,7 @@ export const en = {
   'audit.count': 'Entries: {count}',
   'audit.countMore': 'Entries: more than {count}',
   'audit.cli': 'Command line',
+  'audit.system': 'The service',
   'audit.anonymous': 'Not signed in',
   'audit.userId': 'user {id}',
   'audit.badUser': 'A user id is a whole number.',
@@ -136,6 +137,7 @@ export const en = {
   'type.admin_revoke_tokens': 'Tokens revoked by admin',
   'type.admin_grant': 'Made admin',
   'type.admin_revoke': 'Admin rights removed',
+  'type.sms_region_budget_hit': 'Country SMS budget spent',
 
   'status.signedOut': 'You have signed out.',
   'status.sessionEnded': 'Your session has ended. Please sign in again.',

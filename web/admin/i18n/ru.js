@@ -122,6 +122,7 @@ export const ru = {
   'audit.count': 'Записей: {count}',
   'audit.countMore': 'Записей: больше {count}',
   'audit.cli': 'Командная строка',
+  'audit.system': 'Сервис',
   'audit.anonymous': 'Без входа',
   'audit.userId': 'пользователь {id}',
   'audit.badUser': 'Идентификатор пользователя — целое число.',
@@ -137,6 +138,7 @@ export const ru = {
   'type.admin_revoke_tokens': 'Токены отозваны администратором',
   'type.admin_grant': 'Назначен администратором',
   'type.admin_revoke': 'Сняты права администратора',
+  'type.sms_region_budget_hit': 'Исчерпан лимит СМС страны',
 
   'status.signedOut': 'Вы вышли.',
   'status.sessionEnded': 'Сеанс завершён. Войдите снова.',

@@ -1,9 +1,8 @@
 /** What bench/run.ts and bench/paired.ts both start the service with. */
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { ROOT } from './common.js';
 
 /** Limits opened (issue 6): 0 turns each cap off, and codes may be re-sent at once. */
 export const OPEN_LIMITS = {

@@ -1,0 +1,34 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = join(import.meta.dirname, '..', 'src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** The files of src/ (relative paths) whose text matches `pattern`. */
+function filesMatching(pattern: RegExp): string[] {
+  return sourceFiles(SRC)
+    .filter((path) => pattern.test(readFileSync(path, 'utf8')))
+    .map((path) => relative(SRC, path));
+}
+
+// Rules of the structure that no test of behaviour would notice being broken
+// until a cache serves a stale answer.
+describe('structure', () => {
+  it('every transaction that changes an account is opened by AccountChanges', () => {
+    // A transaction opened elsewhere could change what a cache holds without announcing it.
+    expect(filesMatching(/\bdb\.transaction\(/)).toEqual(['accounts/account-changes.ts']);
+  });
+
+  it('no code branches on a concrete store class, and no version is threaded through requests', () => {
+    expect(filesMatching(/instanceof (MemoryStore|RedisStore)/)).toEqual([]);
+    expect(filesMatching(/userVersion/)).toEqual([]);
+  });
+});
