@@ -20,6 +20,9 @@ import { SignInService } from './auth/sign-in-service.js';
 import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
+import { EventLog } from './events/event-log.js';
+import { Outbox } from './events/outbox.js';
+import { WebhookWorker } from './events/webhook-worker.js';
 import { docsRoutes } from './http/docs-routes.js';
 import {
   clientErrorHandler,
@@ -43,6 +46,21 @@ export type App = FastifyInstance<
   FastifyBaseLogger,
   TypeBoxTypeProvider
 >;
+
+export type AppOptions = {
+  /**
+   * `background` (default): the webhook worker polls from `ready` to `close`.
+   * `manual`: it only runs when called (`app.webhooks.runOnce()`), as tests drive it.
+   */
+  webhookWorker?: 'background' | 'manual';
+};
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Delivers the outbox to WEBHOOK_URLS; null without them. */
+    webhooks: WebhookWorker | null;
+  }
+}
 
 /**
  * A socket with no traffic either way for this long, while a request is read,
@@ -87,7 +105,7 @@ function trustProxyOption(
   return (_address, hop) => hop < hops;
 }
 
-export async function buildApp(deps: Deps): Promise<App> {
+export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
   const { config, logger, clock, random, database, store, metrics } = deps;
   const { limiter, sessions, users, referrals } = deps;
   const sms = meteredSmsSender(deps.sms, metrics);
@@ -227,7 +245,10 @@ export async function buildApp(deps: Deps): Promise<App> {
         { name: 'auth', description: 'Sign in and out' },
         { name: 'profile', description: 'Profile, invite codes and referrals' },
         { name: 'operations', description: 'Health checks' },
-        { name: 'admin', description: 'Staff only: users, blocking, totals, audit log' },
+        {
+          name: 'admin',
+          description: 'Staff only: users, blocking, totals, audit log, event log',
+        },
       ],
     },
     transform: describeErrorResponses(BODY_LIMIT_BYTES),
@@ -264,6 +285,29 @@ export async function buildApp(deps: Deps): Promise<App> {
     testCodes,
   });
   const audit = new AuditLog(database, clock, logger);
+  const outbox = new Outbox(config.webhookUrls, clock);
+  const eventLog = new EventLog(database);
+  metrics.readOnScrape(async () => metrics.outboxPending.set(await eventLog.pendingCount()));
+  const webhooks =
+    config.webhookUrls.length > 0 && config.WEBHOOK_SECRET
+      ? new WebhookWorker(database, clock, random, metrics, logger, {
+          urls: config.webhookUrls,
+          secret: config.WEBHOOK_SECRET,
+        })
+      : null;
+  app.decorate('webhooks', webhooks);
+  if (webhooks) {
+    if (options.webhookWorker !== 'manual') app.addHook('onReady', async () => webhooks.start());
+    // Attempts in flight get half the shutdown time to finish, then are
+    // released for another instance; the rest is for requests and pools.
+    let stopped: Promise<void> | undefined;
+    app.addHook('preClose', async () => {
+      stopped = webhooks.stop(config.SHUTDOWN_TIMEOUT_SECONDS * 500);
+    });
+    app.addHook('onClose', async () => {
+      await (stopped ?? webhooks.stop(0));
+    });
+  }
 
   await app.register(opsRoutes, {
     database,
@@ -282,10 +326,11 @@ export async function buildApp(deps: Deps): Promise<App> {
     metrics,
     smsProvider: sms.name,
   });
-  await app.register(referralRoutes, { referrals, sessions, metrics, audit });
+  await app.register(referralRoutes, { referrals, sessions, metrics, audit, outbox });
   await app.register(adminRoutes, {
     admin: new AdminService(database, deps.changes, clock, sessions, users, audit),
     audit,
+    eventLog,
     sessions,
     normalizePhone: phoneNormalizer({
       defaultRegion: config.DEFAULT_PHONE_REGION,

@@ -82,6 +82,13 @@ export const ConfigSchema = Type.Object({
   SMSRU_API_URL: Str('https://sms.ru', 'SMS.ru API base URL'),
   SMS_WEBHOOK_URL: OptStr('URL the webhook provider POSTs messages to'),
   SMS_WEBHOOK_SECRET: OptStr('HMAC-SHA256 key of the webhook provider signature header'),
+  WEBHOOK_URLS: Str(
+    '',
+    'comma-separated http(s) URLs each event (user.created, invite.activated) is POSTed to; empty: events are only logged',
+  ),
+  WEBHOOK_SECRET: OptStr(
+    'whsec_<base64>: the Standard Webhooks signing secret, required with WEBHOOK_URLS',
+  ),
   OTP_LENGTH: Int(4, 10, 4, 'digits of a one-time code'),
   OTP_TTL_SECONDS: Int(30, 86_400, 300, 'lifetime of a one-time code'),
   OTP_MAX_ATTEMPTS: Int(1, 100, 5, 'wrong guesses before a code is void'),
@@ -165,6 +172,8 @@ export type Config = RawConfig & {
   testPhones: TestPhone[];
   /** TRUST_PROXY read: off, a number of proxy hops, or the proxies' addresses (Fastify's trustProxy). */
   trustProxy: false | number | string[];
+  /** WEBHOOK_URLS parsed and normalised (URL#href). */
+  webhookUrls: string[];
 };
 
 /** Messages per hour per region: the listed regions, and `others` for each region not listed (0: no budget). */
@@ -289,6 +298,36 @@ function parseRegionBudgets(value: string, problems: string[]): RegionBudgets {
   return budgets;
 }
 
+/** Standard Webhooks: `whsec_` and the base64 of 24 to 64 random bytes. */
+const WEBHOOK_SECRET_FORMAT = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
+
+/** WEBHOOK_URLS, each an http(s) URL, and the WEBHOOK_SECRET they need; problems are pushed. */
+function parseWebhooks(raw: RawConfig, problems: string[]): string[] {
+  const urls: string[] = [];
+  for (const entry of parseList(raw.WEBHOOK_URLS)) {
+    if (!isHttpUrl(entry)) {
+      problems.push(`WEBHOOK_URLS entry "${entry}" must be an http(s) URL`);
+      continue;
+    }
+    const href = new URL(entry).href;
+    if (!urls.includes(href)) urls.push(href);
+  }
+  const secret = raw.WEBHOOK_SECRET;
+  if (secret !== undefined) {
+    const base64 = WEBHOOK_SECRET_FORMAT.exec(secret)?.[1];
+    const bytes = base64 === undefined ? 0 : Buffer.from(base64, 'base64').length;
+    if (base64 === undefined || base64.length % 4 !== 0 || bytes < 24 || bytes > 64) {
+      problems.push(
+        'WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes ' +
+          '(e.g. `echo whsec_$(openssl rand -base64 32)`)',
+      );
+    }
+  } else if (urls.length > 0) {
+    problems.push('WEBHOOK_SECRET is required when WEBHOOK_URLS is set');
+  }
+  return urls;
+}
+
 /**
  * Validates the environment once, at boot. Any problem throws a ConfigError
  * whose message names each offending variable and what is wrong with it.
@@ -356,6 +395,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     testPhones.push({ phone: match[1] as string, code: match[2] as string });
   }
+
+  const webhookUrls = parseWebhooks(raw, problems);
 
   const trustProxy = parseTrustProxy(raw.TRUST_PROXY.trim());
   if ('problem' in trustProxy) problems.push(trustProxy.problem);
@@ -433,5 +474,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     corsOrigins: parseList(raw.CORS_ORIGINS),
     testPhones,
     trustProxy: 'value' in trustProxy ? trustProxy.value : false,
+    webhookUrls,
   };
 }

@@ -72,7 +72,7 @@ export function composeServices(
   const { config, clock, random, database, store } = parts;
   const changes = new AccountChanges(database, store, random);
   const plainSessions = new SessionService(database, changes, clock, random, config.TOKEN_TTL_DAYS);
-  const plainUsers = new UserService(database, clock, random);
+  const plainUsers = new UserService(database, clock, random, config.webhookUrls);
   const fraud = new FraudSignals({ velocityPerHour: config.FRAUD_VELOCITY_PER_HOUR });
   const plainReferrals = new ReferralService(database, changes, clock, fraud);
   const cached = config.CACHE_SIZE > 0;

@@ -16,6 +16,7 @@ export const fieldMessages = {
   type: (type: unknown) => `Must be of type ${type}.`,
   pageLimit: 'Must be a whole number from 1 to 1000.',
   cursor: 'Invalid cursor.',
+  eventId: 'Must be an event id (a whole number, 0 or more).',
   captchaRefused: 'The CAPTCHA was not accepted.',
   phone: (reason: PhoneRefusal) => phoneRefusals[reason],
   deviceId: (problem: DeviceIdProblem) =>

@@ -387,6 +387,37 @@ describe('loadConfig provider settings', () => {
     expect(config.SMS_WEBHOOK_URL).toBe('https://hooks.example/sms');
   });
 
+  it('WEBHOOK_URLS are http(s) URLs and need a whsec_ WEBHOOK_SECRET', () => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    expect(problemsOf({ WEBHOOK_URLS: 'https://a.example/hook' })).toEqual([
+      'WEBHOOK_SECRET is required when WEBHOOK_URLS is set',
+    ]);
+    expect(
+      problemsOf({
+        WEBHOOK_URLS: 'https://a.example/hook, ftp://b.example',
+        WEBHOOK_SECRET: secret,
+      }),
+    ).toEqual(['WEBHOOK_URLS entry "ftp://b.example" must be an http(s) URL']);
+    const wrong =
+      'WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes ' +
+      '(e.g. `echo whsec_$(openssl rand -base64 32)`)';
+    for (const bad of [
+      'plain-secret',
+      'whsec_',
+      'whsec_c2hvcnQ=',
+      'whsec_not base64!',
+      secret.slice(0, -1),
+    ]) {
+      expect(problemsOf({ WEBHOOK_SECRET: bad }), bad).toEqual([wrong]);
+    }
+    const config = loadConfig({
+      WEBHOOK_URLS: 'https://a.example/hook,http://B.example:8080/x,https://a.example/hook',
+      WEBHOOK_SECRET: secret,
+    });
+    expect(config.webhookUrls).toEqual(['https://a.example/hook', 'http://b.example:8080/x']);
+    expect(loadConfig({}).webhookUrls).toEqual([]);
+  });
+
   it('does not require the settings of a provider that is not chosen', () => {
     expect(loadConfig({ SMS_PROVIDER: 'console' }).SMS_PROVIDER).toBe('console');
   });

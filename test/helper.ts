@@ -65,7 +65,9 @@ async function freshPglite(): Promise<Database> {
     return client;
   })();
   const client = await sharedPglite;
-  await client.exec('truncate table api_tokens, users, audit_log restart identity cascade');
+  await client.exec(
+    'truncate table api_tokens, users, audit_log, events, webhook_deliveries restart identity cascade',
+  );
   return wrapPglite(client, false);
 }
 
@@ -248,6 +250,8 @@ async function freshPostgres(): Promise<{
 
 export type TestAppOptions = {
   backend?: Backend;
+  /** `manual`: the webhook worker runs only when the test calls `app.webhooks.runOnce()`. */
+  webhookWorker?: 'background' | 'manual';
   env?: Record<string, string>;
   clock?: FakeClock;
   sms?: FakeSms;
@@ -360,7 +364,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       store,
       wrapStore: options.wrapStore,
     });
-    const app = await buildApp(deps);
+    const app = await buildApp(deps, { webhookWorker: options.webhookWorker });
     cleanups.push(() => app.close());
     await app.ready();
     let closed: Promise<void> | undefined;

@@ -5,8 +5,9 @@ import { type AuditLog, decodeAuditCursor } from '../audit/audit-log.js';
 import { currentUser, requireUser } from '../auth/auth-hook.js';
 import type { PhoneResult } from '../auth/phone.js';
 import type { Sessions } from '../auth/session-service.js';
-import { auditActors, auditTypes, fraudFlags } from '../db/schema.js';
+import { auditActors, auditTypes, deliveryStates, eventTypes, fraudFlags } from '../db/schema.js';
 import { ApiError, fieldMessages } from '../errors.js';
+import type { EventLog } from '../events/event-log.js';
 import { bodyErrorResponses, errorRef } from '../http/schemas.js';
 import { decodeCursor } from '../referrals/referral-service.js';
 import {
@@ -20,6 +21,7 @@ import {
 export type AdminRoutesOptions = {
   admin: AdminService;
   audit: AuditLog;
+  eventLog: EventLog;
   sessions: Sessions;
   /** Any way of writing a number -> E.164 (search). */
   normalizePhone: (input: string) => PhoneResult;
@@ -103,6 +105,33 @@ const AuditEntrySchema = Type.Object(
   { $id: 'AuditEntry', title: 'AuditEntry' },
 );
 
+const isoTime = Type.String({ format: 'date-time' });
+const nullableTime = Type.Union([isoTime, Type.Null()]);
+
+const EventSchema = Type.Object(
+  {
+    id: Type.Integer({ description: 'Also the `webhook-id` of its deliveries' }),
+    type: Type.Union(eventTypes.map((type) => Type.Literal(type))),
+    timestamp: isoTime,
+    data: Type.Object({}, { additionalProperties: true, description: 'As delivered (SPEC 6)' }),
+    deliveries: Type.Array(
+      Type.Object({
+        url: Type.String(),
+        state: Type.Union(deliveryStates.map((state) => Type.Literal(state))),
+        attempts: Type.Integer(),
+        last_error: Type.Union([Type.String(), Type.Null()]),
+        last_attempt_at: nullableTime,
+        next_attempt_at: Type.Union([isoTime, Type.Null()], {
+          description: 'When a pending delivery is tried next; null once delivered or failed',
+        }),
+        delivered_at: nullableTime,
+      }),
+      { description: 'One per WEBHOOK_URLS entry at the time of the event' },
+    ),
+  },
+  { $id: 'Event', title: 'Event' },
+);
+
 const accountChange = (description: string) =>
   Type.Object(
     {
@@ -148,11 +177,12 @@ function userNotFound(): ApiError {
  * admin is refused on their next request.
  */
 export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options) => {
-  const { admin, audit, sessions, normalizePhone } = options;
+  const { admin, audit, eventLog, sessions, normalizePhone } = options;
   app.addSchema(AdminUserSchema);
   app.addSchema(AdminReferralsSchema);
   app.addSchema(AuditEntrySchema);
   app.addSchema(FraudFlagSchema);
+  app.addSchema(EventSchema);
 
   const authenticated = requireUser(sessions);
   const staffOnly = async (request: FastifyRequest) => {
@@ -406,6 +436,56 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
       const beforeId = cursor ? decodeAuditCursor(cursor) : undefined;
       if (beforeId === null) throw invalidCursor();
       return audit.list({ userId: user_id, type, beforeId, limit });
+    },
+  );
+
+  app.get(
+    '/api/admin/events/',
+    {
+      preHandler,
+      schema: {
+        tags: ['admin'],
+        summary: 'Page through the event log, oldest first',
+        description:
+          'Every `user.created` and `invite.activated` event in id order, each with the state of ' +
+          'its webhook deliveries, for receivers that missed some: pass the last id you have as ' +
+          '`after`, then `next_after` while `has_more`.',
+        security,
+        querystring: Type.Object({
+          after: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 2 ** 53 - 1,
+              default: 0,
+              description: 'Events with a greater id; 0: from the first',
+            }),
+          ),
+          limit: Limit,
+        }),
+        response: {
+          200: Type.Object(
+            {
+              results: Type.Array(Type.Ref('Event')),
+              next_after: Type.Integer({ description: 'Pass as `after` for the next page' }),
+              has_more: Type.Boolean(),
+            },
+            { description: 'A page of events, in id order' },
+          ),
+          ...readErrors,
+        },
+      },
+    },
+    async (request) => {
+      const { after = 0, limit = 100 } = request.query;
+      checkLimit(limit);
+      if (!Number.isSafeInteger(after)) {
+        throw new ApiError(
+          'validation_error',
+          { problem: 'fields' },
+          { fields: { after: [fieldMessages.eventId] } },
+        );
+      }
+      return eventLog.list(after, limit);
     },
   );
 };

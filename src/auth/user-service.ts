@@ -1,4 +1,5 @@
 import type { Database } from '../db/client.js';
+import { userCreatedCtes } from '../events/outbox.js';
 import type { Clock } from '../lib/clock.js';
 import type { Random } from '../lib/random.js';
 import { generateInviteCode } from '../referrals/invite-code.js';
@@ -69,7 +70,8 @@ const MAX_TRIES = 20;
 // sign-in's audit entry has them too. Only a sign-in (it comes
 // with the client's IP) is audited: a blocked account's as refused, one with
 // a token as a sign-in; the CLI making an admin, or a withheld code used after
-// unblocking, stores no token and writes nothing.
+// unblocking, stores no token and writes nothing. Each user created gets its
+// `user.created` event (and deliveries to $8, WEBHOOK_URLS) in the statement.
 const SIGN_IN_SQL = `
   with input as (
     select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[],
@@ -79,8 +81,8 @@ const SIGN_IN_SQL = `
     insert into users (phone_number, invite_code, created_at, signup_ip, signup_device_id)
     select phone_number, invite_code, $3, client_ip, device_id from input
     on conflict do nothing
-    returning id, phone_number, invite_code, referrer_id, is_blocked
-  ), found as (
+    returning id, phone_number, invite_code, referrer_id, is_blocked, created_at
+  )${userCreatedCtes('$3', '$8::text[]')}, found as (
     select id, phone_number, invite_code, referrer_id, is_blocked, true as is_new from created
     union all
     select u.id, u.phone_number, u.invite_code, u.referrer_id, u.is_blocked, false
@@ -122,6 +124,8 @@ export class UserService implements Users {
     private readonly database: Database,
     private readonly clock: Clock,
     private readonly random: Random,
+    /** WEBHOOK_URLS: each new user's `user.created` event is to be delivered to each. */
+    private readonly webhookUrls: string[] = [],
   ) {}
 
   async findOrCreate(
@@ -154,6 +158,7 @@ export class UserService implements Users {
           left.map((entry) => entry.token?.expiresAt ?? null),
           left.map((entry) => entry.clientIp),
           left.map((entry) => entry.deviceId ?? null),
+          this.webhookUrls,
         ]);
         const byNumber = new Map(rows.map((row) => [row.phone_number, row]));
         left = left.filter((entry) => {

@@ -179,3 +179,68 @@ export const auditLog = pgTable(
 );
 
 export type UserRow = typeof users.$inferSelect;
+
+export const eventTypes = ['user.created', 'invite.activated'] as const;
+
+export type EventType = (typeof eventTypes)[number];
+
+/**
+ * The transactional outbox (SPEC 6): each event is inserted by the statement
+ * or transaction that makes the change it reports, so it exists exactly when
+ * the change committed. Never changed after the insert.
+ */
+export const events = pgTable(
+  'events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    type: text('type').$type<EventType>().notNull(),
+    data: jsonb('data').$type<Record<string, unknown>>().notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  () => [
+    check(
+      'events_type_known',
+      sql.raw(`type in (${eventTypes.map((type) => `'${type}'`).join(', ')})`),
+    ),
+  ],
+);
+
+export const deliveryStates = ['pending', 'delivered', 'failed'] as const;
+
+export type DeliveryState = (typeof deliveryStates)[number];
+
+/**
+ * One row per event and WEBHOOK_URLS entry, written with the event. A worker
+ * claims a due row by moving `next_attempt_at` past the attempt (the lease)
+ * and stamping `claim`: a claim that is never settled (the instance died)
+ * makes the row due again when the lease runs out, and a late settle of an
+ * expired claim changes nothing, because its `claim` no longer matches.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    eventId: bigint('event_id', { mode: 'number' })
+      .notNull()
+      .references(() => events.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    state: text('state').$type<DeliveryState>().notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    /** When a pending delivery is next due; while claimed, when the claim's lease runs out. */
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** The attempt in flight (random), null when none. */
+    claim: text('claim'),
+    lastError: text('last_error'),
+    lastAttemptAt: timestamp('last_attempt_at', { withTimezone: true, mode: 'date' }),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    uniqueIndex('webhook_deliveries_event_url_key').on(t.eventId, t.url),
+    // The worker's scan and the outbox_pending gauge: only rows still to deliver.
+    index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`${t.state} = 'pending'`),
+    check(
+      'webhook_deliveries_state_known',
+      sql.raw(`state in (${deliveryStates.map((state) => `'${state}'`).join(', ')})`),
+    ),
+  ],
+);

@@ -72,7 +72,7 @@ export class Metrics {
 
   readonly webhookDeliveries = new Counter({
     name: 'webhook_deliveries_total',
-    help: 'Webhook delivery attempts by result',
+    help: 'Webhook delivery attempts by result: delivered, retried (failed, tried again later), failed (given up after 24 h)',
     labelNames: ['result'] as const,
     registers: this.registers,
   });
@@ -100,8 +100,19 @@ export class Metrics {
   /** The Prometheus text format's content type. */
   readonly contentType = this.registry.contentType;
 
+  private readonly scrapeReaders: (() => Promise<void>)[] = [];
+
+  /**
+   * Runs `read` before each scrape, to set a gauge from storage (outbox_pending).
+   * A failing read leaves the gauge as it was: the scrape still answers.
+   */
+  readOnScrape(read: () => Promise<void>): void {
+    this.scrapeReaders.push(read);
+  }
+
   /** The text Prometheus scrapes: the process's metrics, then this app's. */
   async text(): Promise<string> {
+    await Promise.all(this.scrapeReaders.map((read) => read().catch(() => {})));
     const [process, app] = await Promise.all([processMetrics().metrics(), this.registry.metrics()]);
     return `${process}\n${app}`;
   }

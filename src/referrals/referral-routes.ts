@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { currentUser, readAsUser, requireUser } from '../auth/auth-hook.js';
 import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import { ApiError, fieldMessages } from '../errors.js';
+import type { Outbox } from '../events/outbox.js';
 import {
   bodyErrorResponses,
   errorRef,
@@ -19,6 +20,8 @@ export type ReferralRoutesOptions = {
   referrals: Referrals;
   sessions: Sessions;
   audit: AuditLog;
+  /** Writes `invite.activated` in the activation's transaction. */
+  outbox: Outbox;
   metrics: Metrics;
 };
 
@@ -26,7 +29,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app,
   options,
 ) => {
-  const { referrals, sessions, audit, metrics } = options;
+  const { referrals, sessions, audit, metrics, outbox } = options;
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
@@ -107,12 +110,18 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
     },
     async (request) => {
       const user = currentUser(request);
-      const result = await referrals.activate(user.id, request.body.invite_code, (tx, a) =>
-        audit.byUser(tx, 'invite_activated', user.id, request.ip, {
+      const result = await referrals.activate(user.id, request.body.invite_code, async (tx, a) => {
+        await audit.byUser(tx, 'invite_activated', user.id, request.ip, {
           referrer_id: a.referrerId,
           flags: a.flags,
-        }),
-      );
+        });
+        // The event commits with the activation, or neither does.
+        await outbox.inviteActivated(tx, {
+          refereeId: user.id,
+          referrerId: a.referrerId,
+          flags: a.flags,
+        });
+      });
       metrics.inviteActivations.inc({ result: result.ok ? 'ok' : result.error });
       if (!result.ok) throw new ApiError(result.error);
       // Counted once committed. The answer says nothing of them: a flag is for staff, not a hint to the user.

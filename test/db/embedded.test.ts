@@ -50,7 +50,14 @@ describe('embedded database under DATA_DIR (pglite)', () => {
 
     expect(existsSync(join(dataDir, 'PG_VERSION'))).toBe(true);
     const { tables, migrations } = await contents(database);
-    expect(tables).toEqual(['api_tokens', 'audit_log', 'user_totals', 'users']);
+    expect(tables).toEqual([
+      'api_tokens',
+      'audit_log',
+      'events',
+      'user_totals',
+      'users',
+      'webhook_deliveries',
+    ]);
     expect(migrations).toBeGreaterThanOrEqual(1);
     // Migrating again finds nothing to do, and the data is kept across a reopen.
     expect(await database.migrate()).toBe(0);
@@ -76,7 +83,7 @@ describe('embedded database under DATA_DIR (pglite)', () => {
     const database = await open(dataDir);
 
     expect(await contents(database)).toEqual({
-      tables: ['api_tokens', 'audit_log', 'user_totals', 'users'],
+      tables: ['api_tokens', 'audit_log', 'events', 'user_totals', 'users', 'webhook_deliveries'],
       migrations: expect.any(Number),
     });
   });

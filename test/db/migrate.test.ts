@@ -49,8 +49,10 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
     expect(tables.rows.map((r) => r.table_name)).toEqual([
       'api_tokens',
       'audit_log',
+      'events',
       'user_totals',
       'users',
+      'webhook_deliveries',
     ]);
     // Running again is a no-op.
     expect(await instances[0]?.migrate()).toBe(0);
