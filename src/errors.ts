@@ -214,9 +214,11 @@ export class ApiError<C extends ErrorCode = ErrorCode> extends Error {
     // An expected failure needs no stack trace. Capturing one cost 1.13x the
     // CPU per wrong-code answer (bench:paired --workload verify --backend
     // embedded, 3 rounds, median; 1.125-1.141).
+    // The message first: once the limit is lowered nothing may throw before it is restored.
+    const text = errorMessage(code, ...args);
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super(errorMessage(code, ...args));
+    super(text);
     Error.stackTraceLimit = stackTraceLimit;
     this.statusCode = errorDefinitions[code].status;
     const message: ErrorDefinition['message'] = errorDefinitions[code].message;

@@ -116,7 +116,6 @@ export class FraudSignals {
           (select count(*)::int from (
             select 1 from users
             where referrer_id = ${referrerId} and activated_at > ${since}
-              and activated_at <= ${at.toISOString()}
             limit ${limit}) recent) as recent
         from users e, users r
         where e.id = ${refereeId} and r.id = ${referrerId}`),

@@ -59,6 +59,28 @@ const CLAIM_SQL = `
   returning d.id, d.url, d.attempts, e.id as event_id, e.type, e.data, e.created_at`;
 
 /**
+ * Deliveries to a URL no longer in WEBHOOK_URLS are never claimed; once their
+ * event is past the give-up age they are marked failed, as any delivery that
+ * got no 2xx for 24 h (not sooner: during a rolling deploy that adds a URL,
+ * instances still on the old list must not fail the new URL's deliveries).
+ */
+const ABANDON_SQL = `
+  update webhook_deliveries d
+  set state = 'failed', last_error = 'the URL is no longer in WEBHOOK_URLS', claim = null
+  from events e
+  where e.id = d.event_id and d.state = 'pending' and not (d.url = any($1::text[]))
+    and e.created_at <= $2`;
+
+/** The receiver of a URL, for logs: a webhook URL's path or query may hold a secret. */
+function receiverOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(an invalid URL)';
+  }
+}
+
+/**
  * Delivers the outbox: claims due deliveries, POSTs each event signed as the
  * Standard Webhooks specification says, and records the outcome. Every
  * instance runs one; they share the work through the database.
@@ -117,6 +139,10 @@ export class WebhookWorker {
     const now = this.clock.now();
     const claim = this.random.bytes(12).toString('hex');
     const leaseUntil = new Date(now.getTime() + LEASE_SECONDS * 1000);
+    await this.database.query('webhook_abandon', ABANDON_SQL, [
+      this.urls,
+      new Date(now.getTime() - GIVE_UP_AFTER_SECONDS * 1000),
+    ]);
     const claimed = await this.database.query<Claimed>('webhook_claim', CLAIM_SQL, [
       now,
       this.urls,
@@ -188,7 +214,11 @@ export class WebhookWorker {
         await this.settle('webhook_failed', id, claim, now, outcome.error, 'failed');
         this.metrics.webhookDeliveries.inc({ result: 'failed' });
         this.logger.warn(
-          { event_id: Number(delivery.event_id), url: delivery.url, attempts: delivery.attempts },
+          {
+            event_id: Number(delivery.event_id),
+            receiver: receiverOf(delivery.url),
+            attempts: delivery.attempts,
+          },
           `webhook delivery given up after ${delivery.attempts} attempts: ${outcome.error}`,
         );
         return;

@@ -297,6 +297,33 @@ describe.each(backends)('events and webhooks (%s)', (backend) => {
     expect(metrics).toMatch(/^outbox_pending 0$/m);
   });
 
+  it('a delivery to a URL taken out of WEBHOOK_URLS is never made, and failed after 24 hours', async () => {
+    const hook = await receiver(PORT + 5);
+    const gone = `http://127.0.0.1:${PORT + 6}/gone`;
+    const before = await makeApp([hook.url, gone]);
+    const staff = await signInStaff(before);
+    // The same deployment, restarted without the second URL.
+    const after = await makeApp([hook.url], { shareWith: before });
+    expect(await drain(after)).toBe(1);
+    const stateOf = async () => {
+      const event = await eventOf(after, staff, staff.user.id);
+      return event.deliveries.find((d) => d.url === gone) as Delivery;
+    };
+    expect(await stateOf()).toMatchObject({ state: 'pending', attempts: 0 });
+    // Not sooner: an instance still on the old list may yet deliver it.
+    after.clock.advance(23 * 3600);
+    await drain(after);
+    expect(await stateOf()).toMatchObject({ state: 'pending', attempts: 0 });
+    after.clock.advance(2 * 3600);
+    await drain(after);
+    expect(await stateOf()).toMatchObject({
+      state: 'failed',
+      attempts: 0,
+      last_error: 'the URL is no longer in WEBHOOK_URLS',
+    });
+    expect(hook.requests).toBe(1);
+  });
+
   it('a receiver that is down, then up, gets the event', async () => {
     const port = PORT + 1;
     const url = `http://127.0.0.1:${port}/hook`;
