@@ -112,6 +112,20 @@ describe.each(backends)('audit log (%s)', (backend) => {
     expect(first.at(-1)).toMatchObject({ user_id: null, actor: 'anonymous' });
   });
 
+  it('code requests answered together are each recorded (their entries are written in one statement)', async () => {
+    t = await createTestApp({ backend, env: quick });
+    const staff = await signInStaff(t);
+    const phones = Array.from({ length: 6 }, () => nextPhone());
+    const answers = await Promise.all(
+      phones.map((phone_number) =>
+        t.app.inject({ method: 'POST', url: '/api/auth/request-code/', payload: { phone_number } }),
+      ),
+    );
+    for (const answer of answers) expect(answer.statusCode, answer.body).toBe(200);
+    const sent = (await entries(staff, '&type=code_sent')).map((e) => e.details.phone_number);
+    for (const phone of phones) expect(sent).toContain(phone);
+  });
+
   it('a country over its SMS budget is recorded once per hour, however many refusals, on every instance', async () => {
     const env = { ...quick, SMS_MAX_PER_REGION_PER_HOUR: 'KZ:1,*:100' };
     t = await createTestApp({ backend, env });
