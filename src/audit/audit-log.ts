@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Database, Db } from '../db/client.js';
 import type { AuditActor, AuditType } from '../db/schema.js';
 import type { Clock } from '../lib/clock.js';
+import { TurnBatch } from '../lib/turn-batch.js';
 
 export type AuditRecord = {
   type: AuditType;
@@ -103,7 +104,10 @@ type PendingCodeSent = { phoneNumber: string; ip: string; details: string; at: D
  * `record`, which never fails its caller: the answer is already decided.
  */
 export class AuditLog {
-  private codesSent: { entries: PendingCodeSent[]; written: Promise<void> } | null = null;
+  /** The `code_sent` entries of a turn, written together (CODE_SENT_SQL). */
+  private readonly codesSent = new TurnBatch<PendingCodeSent, undefined>((entries) =>
+    this.writeCodesSent(entries),
+  );
 
   constructor(
     private readonly database: Database,
@@ -151,25 +155,18 @@ export class AuditLog {
    * issued to a blocked account and not sent. Written either way, so that the
    * answer to a blocked number takes no less time than any other.
    */
-  codeSent(phoneNumber: string, ip: string, withheld = false): Promise<void> {
+  codeSent(phoneNumber: string, ip: string, withheld = false): Promise<undefined> {
     const details = { phone_number: phoneNumber, ...(withheld ? { withheld: true } : {}) };
-    const entry = { phoneNumber, ip, details: JSON.stringify(details), at: this.clock.now() };
-    if (this.codesSent === null) {
-      const entries = [entry];
-      // Written in the next turn, with every entry this turn adds; answered once written.
-      const written = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-        this.writeCodesSent(entries),
-      );
-      this.codesSent = { entries, written };
-      return written;
-    }
-    this.codesSent.entries.push(entry);
-    return this.codesSent.written;
+    return this.codesSent.add({
+      phoneNumber,
+      ip,
+      details: JSON.stringify(details),
+      at: this.clock.now(),
+    });
   }
 
   /** Best effort, as `record`. */
-  private async writeCodesSent(entries: PendingCodeSent[]): Promise<void> {
-    this.codesSent = null;
+  private async writeCodesSent(entries: PendingCodeSent[]): Promise<undefined[]> {
     try {
       await this.database.query('audit_code_sent', CODE_SENT_SQL, [
         entries.map((entry) => entry.phoneNumber),
@@ -180,6 +177,7 @@ export class AuditLog {
     } catch (error) {
       this.logger.warn({ err: error, audit: 'code_sent' }, 'audit entries not written');
     }
+    return [];
   }
 
   /** A code voided by wrong guesses (best effort: the guess is already answered). */
