@@ -11,18 +11,12 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import { adminRoutes } from './admin/admin-routes.js';
-import { AdminService } from './admin/admin-service.js';
-import { AuditLog } from './audit/audit-log.js';
 import { authRoutes } from './auth/auth-routes.js';
-import { OtpService } from './auth/otp-service.js';
-import { normalizePhone, phoneNormalizer } from './auth/phone.js';
-import { SignInService } from './auth/sign-in-service.js';
+import { phoneNormalizer } from './auth/phone.js';
 import type { Config } from './config.js';
 import type { Deps } from './deps.js';
 import { ApiError } from './errors.js';
-import { EventLog } from './events/event-log.js';
-import { Outbox } from './events/outbox.js';
-import { WebhookWorker } from './events/webhook-worker.js';
+import type { WebhookWorker } from './events/webhook-worker.js';
 import { docsRoutes } from './http/docs-routes.js';
 import {
   clientErrorHandler,
@@ -31,7 +25,6 @@ import {
   writeErrorResponse,
 } from './http/error-handler.js';
 import { describeErrorResponses, ErrorSchema } from './http/schemas.js';
-import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { opsRoutes } from './ops/ops-routes.js';
 import { observeRequests } from './ops/request-observer.js';
 import { referralRoutes } from './referrals/referral-routes.js';
@@ -106,9 +99,8 @@ function trustProxyOption(
 }
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<App> {
-  const { config, logger, clock, random, database, store, metrics } = deps;
-  const { limiter, sessions, users, referrals } = deps;
-  const sms = meteredSmsSender(deps.sms, metrics);
+  const { config, logger, random, database, store, metrics } = deps;
+  const { sessions, referrals } = deps;
   // The whole request, headers and body, must arrive within this: a client
   // that stalls mid-body (or mid-headers) no longer holds its connection, and
   // a file descriptor, for ever. Bodies are 16 KiB at most.
@@ -264,37 +256,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     deniedRegions: config.deniedRegions,
     allowNonMobile: config.PHONE_ALLOW_NON_MOBILE,
   };
-  const testCodes = new Map<string, string>();
-  for (const { phone, code } of config.testPhones) {
-    const normalized = normalizePhone(phone, {
-      defaultRegion: config.DEFAULT_PHONE_REGION,
-      allowedRegions: [],
-      deniedRegions: [],
-      allowNonMobile: true,
-    });
-    if (!normalized.ok)
-      throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
-    testCodes.set(normalized.phoneNumber, code);
-  }
-  const otp = new OtpService(store, clock, random, sms, limiter, {
-    secretKey: config.secretKey,
-    length: config.OTP_LENGTH,
-    ttlSeconds: config.OTP_TTL_SECONDS,
-    maxAttempts: config.OTP_MAX_ATTEMPTS,
-    maxFailedPerHour: config.OTP_MAX_FAILED_PER_PHONE_PER_HOUR,
-    testCodes,
-  });
-  const audit = new AuditLog(database, clock, logger);
-  const outbox = new Outbox(config.webhookUrls, clock);
-  const eventLog = new EventLog(database);
-  metrics.readOnScrape(async () => metrics.outboxPending.set(await eventLog.pendingCount()));
-  const webhooks =
-    config.webhookUrls.length > 0 && config.WEBHOOK_SECRET
-      ? new WebhookWorker(database, clock, random, metrics, logger, {
-          urls: config.webhookUrls,
-          secret: config.WEBHOOK_SECRET,
-        })
-      : null;
+  const { audit, outbox, eventLog, webhooks } = deps;
   app.decorate('webhooks', webhooks);
   if (webhooks) {
     if (options.webhookWorker !== 'manual') app.addHook('onReady', async () => webhooks.start());
@@ -316,7 +278,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     metricsToken: config.METRICS_TOKEN,
   });
   await app.register(authRoutes, {
-    signIns: new SignInService(otp, users, sessions),
+    signIns: deps.signIns,
     sessions,
     audit,
     normalizePhone: phoneNormalizer(phonePolicy),
@@ -324,11 +286,11 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Ap
     resendCooldownSeconds: config.OTP_RESEND_COOLDOWN_SECONDS,
     captcha: deps.captcha,
     metrics,
-    smsProvider: sms.name,
+    smsProvider: deps.sms.name,
   });
   await app.register(referralRoutes, { referrals, sessions, metrics, audit, outbox });
   await app.register(adminRoutes, {
-    admin: new AdminService(database, deps.changes, clock, sessions, users, audit),
+    admin: deps.admin,
     audit,
     eventLog,
     sessions,

@@ -1,19 +1,27 @@
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { AccountChanges } from './accounts/account-changes.js';
+import { AdminService } from './admin/admin-service.js';
+import { AuditLog } from './audit/audit-log.js';
 import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
 import { createSendLimiter } from './auth/create-send-limiter.js';
+import { OtpService, type OtpSettings } from './auth/otp-service.js';
+import { normalizePhone } from './auth/phone.js';
 import { resolveSecretKey } from './auth/secret-key.js';
 import type { SendLimiter } from './auth/send-limiter.js';
 import { SessionService, type Sessions } from './auth/session-service.js';
 import { SignInBatcher } from './auth/sign-in-batcher.js';
+import { SignInService } from './auth/sign-in-service.js';
 import { UserService, type Users } from './auth/user-service.js';
 import { CachedReferrals } from './cache/cached-referrals.js';
 import { CachedSessions } from './cache/cached-sessions.js';
 import { RequestVersions } from './cache/request-versions.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
+import { EventLog } from './events/event-log.js';
 import { FraudSignals } from './events/fraud-signals.js';
+import { Outbox } from './events/outbox.js';
+import { WebhookWorker } from './events/webhook-worker.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { cryptoRandom, type Random } from './lib/random.js';
 import {
@@ -25,6 +33,7 @@ import {
   secretsOf,
   waitUntilReachable,
 } from './lib/wait-until-reachable.js';
+import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { ReferralService, type Referrals } from './referrals/referral-service.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
@@ -40,6 +49,7 @@ export type Deps = {
   random: Random;
   database: Database;
   store: KeyValueStore;
+  /** The provider, counted in `otp_codes_sent_total`. */
   sms: SmsSender;
   /** Required on request-code when CAPTCHA_PROVIDER is set; null otherwise. */
   captcha: CaptchaVerifier | null;
@@ -51,6 +61,15 @@ export type Deps = {
   sessions: Sessions;
   users: Users;
   referrals: Referrals;
+  /** The audit log of SPEC 5: every admin action, sign-in failures, budget hits. */
+  audit: AuditLog;
+  otp: OtpService;
+  signIns: SignInService;
+  admin: AdminService;
+  outbox: Outbox;
+  eventLog: EventLog;
+  /** Delivers the outbox to WEBHOOK_URLS; null without them or without WEBHOOK_SECRET. */
+  webhooks: WebhookWorker | null;
 };
 
 /** What a caller (a test, a tool) may put in place of what createDeps would make. */
@@ -64,12 +83,13 @@ export type DepsOverrides = Partial<
 /**
  * The plain services, with the speed layers around them: the token and
  * profile caches (CACHE_SIZE, 0: none) and sign-in batching
- * (SIGN_IN_BATCHING). Every write they make goes through `changes`.
+ * (SIGN_IN_BATCHING). Every write they make goes through `changes`. The CLI
+ * builds its admin service here too, with CACHE_SIZE=0.
  */
 export function composeServices(
-  parts: Pick<Deps, 'config' | 'clock' | 'random' | 'database' | 'store'>,
-): Pick<Deps, 'changes' | 'sessions' | 'users' | 'referrals'> {
-  const { config, clock, random, database, store } = parts;
+  parts: Pick<Deps, 'config' | 'logger' | 'clock' | 'random' | 'database' | 'store'>,
+): Pick<Deps, 'changes' | 'sessions' | 'users' | 'referrals' | 'audit' | 'admin'> {
+  const { config, logger, clock, random, database, store } = parts;
   const changes = new AccountChanges(database, store, random);
   const plainSessions = new SessionService(database, changes, clock, random, config.TOKEN_TTL_DAYS);
   const plainUsers = new UserService(database, clock, random, config.webhookUrls);
@@ -81,13 +101,41 @@ export function composeServices(
   const sessions = cached
     ? new CachedSessions(plainSessions, versions, clock, config.CACHE_SIZE)
     : plainSessions;
+  const users = config.SIGN_IN_BATCHING ? new SignInBatcher(plainUsers) : plainUsers;
+  const audit = new AuditLog(database, clock, logger);
   return {
     changes,
     sessions,
-    users: config.SIGN_IN_BATCHING ? new SignInBatcher(plainUsers) : plainUsers,
+    users,
     referrals: cached
       ? new CachedReferrals(plainReferrals, sessions, versions, clock, config.CACHE_SIZE)
       : plainReferrals,
+    audit,
+    admin: new AdminService(database, changes, clock, sessions, users, audit),
+  };
+}
+
+/** The OTP settings of the config; TEST_PHONE_NUMBERS normalised as sign-in normalises numbers. */
+function otpSettings(config: Config): OtpSettings {
+  const testCodes = new Map<string, string>();
+  for (const { phone, code } of config.testPhones) {
+    const normalized = normalizePhone(phone, {
+      defaultRegion: config.DEFAULT_PHONE_REGION,
+      allowedRegions: [],
+      deniedRegions: [],
+      allowNonMobile: true,
+    });
+    if (!normalized.ok)
+      throw new Error(`TEST_PHONE_NUMBERS: "${phone}" is not a valid phone number`);
+    testCodes.set(normalized.phoneNumber, code);
+  }
+  return {
+    secretKey: config.secretKey,
+    length: config.OTP_LENGTH,
+    ttlSeconds: config.OTP_TTL_SECONDS,
+    maxAttempts: config.OTP_MAX_ATTEMPTS,
+    maxFailedPerHour: config.OTP_MAX_FAILED_PER_PHONE_PER_HOUR,
+    testCodes,
   };
 }
 
@@ -96,14 +144,34 @@ export function assembleDeps(
   parts: Pick<Deps, 'config' | 'logger' | 'clock' | 'random' | 'database' | 'store'> &
     Partial<Pick<Deps, 'sms' | 'metrics'>>,
 ): Deps {
-  const { config, logger } = parts;
-  const base = {
+  const { config, logger, clock, random, database, store } = parts;
+  const metrics = parts.metrics ?? createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR });
+  const sms = meteredSmsSender(parts.sms ?? createSmsSender(config, logger), metrics);
+  const services = composeServices(parts);
+  const limiter = createSendLimiter({ ...parts, audit: services.audit });
+  const otp = new OtpService(store, clock, random, sms, limiter, otpSettings(config));
+  const eventLog = new EventLog(database);
+  metrics.readOnScrape(async () => metrics.outboxPending.set(await eventLog.pendingCount()));
+  const webhooks =
+    config.webhookUrls.length > 0 && config.WEBHOOK_SECRET
+      ? new WebhookWorker(database, clock, random, metrics, logger, {
+          urls: config.webhookUrls,
+          secret: config.WEBHOOK_SECRET,
+        })
+      : null;
+  return {
     ...parts,
-    sms: parts.sms ?? createSmsSender(config, logger),
+    sms,
+    metrics,
     captcha: createCaptchaVerifier(config),
-    metrics: parts.metrics ?? createMetrics({ smsMaxPerHour: config.SMS_MAX_PER_HOUR }),
+    limiter,
+    ...services,
+    otp,
+    signIns: new SignInService(otp, services.users, services.sessions),
+    outbox: new Outbox(config.webhookUrls, clock),
+    eventLog,
+    webhooks,
   };
-  return { ...base, limiter: createSendLimiter(base), ...composeServices(base) };
 }
 
 /** Fields logged for no request: tokens, codes and secrets never reach the log. */

@@ -31,4 +31,11 @@ describe('structure', () => {
     expect(filesMatching(/instanceof (MemoryStore|RedisStore)/)).toEqual([]);
     expect(filesMatching(/userVersion/)).toEqual([]);
   });
+
+  it('buildApp constructs no service: deps.ts builds every dependency', () => {
+    // A service made in app.ts would be a second place of wiring, out of reach of DepsOverrides.
+    const app = readFileSync(join(SRC, 'app.ts'), 'utf8');
+    const made = new Set([...app.matchAll(/\bnew ([A-Z]\w*)/g)].map((m) => m[1]));
+    expect([...made].sort()).toEqual(['ApiError', 'LogController', 'Map', 'Set']);
+  });
 });

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
-import { AuditLog } from '../audit/audit-log.js';
 import { normalizePhone } from '../auth/phone.js';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from '../config.js';
 import { type Database, openDatabase } from '../db/client.js';
@@ -9,7 +8,7 @@ import { systemClock } from '../lib/clock.js';
 import { cryptoRandom } from '../lib/random.js';
 import type { KeyValueStore } from '../store/key-value-store.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { type AdminActor, AdminService } from './admin-service.js';
+import type { AdminActor, AdminService } from './admin-service.js';
 
 /**
  * `npm run cli -- <command>`: the admin actions of SPEC 5 from the command
@@ -170,15 +169,14 @@ async function main(argv: string[]): Promise<number> {
       );
     }
     // The plain services: one change, announced to the running instances' caches.
-    const { changes, sessions, users } = composeServices({
+    const { admin } = composeServices({
       config: { ...config, CACHE_SIZE: 0, SIGN_IN_BATCHING: false },
+      logger,
       clock: systemClock,
       random: cryptoRandom,
       database,
       store,
     });
-    const audit = new AuditLog(database, systemClock, logger);
-    const admin = new AdminService(database, changes, systemClock, sessions, users, audit);
     process.stdout.write(`${await run(parsed, admin, config)}\n`);
     return 0;
   } finally {

@@ -1,4 +1,4 @@
-import { AuditLog } from '../audit/audit-log.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Deps } from '../deps.js';
 import type { SendLimiter } from './send-limiter.js';
 import { type RegionBudgetHit, StoreSendLimiter } from './store-send-limiter.js';
@@ -66,7 +66,7 @@ export function regionBudgetHit({
 
 /** The send limits configured for this deployment. */
 export function createSendLimiter(
-  deps: Pick<Deps, 'store' | 'clock' | 'config' | 'logger' | 'database'>,
+  deps: Pick<Deps, 'store' | 'clock' | 'config' | 'logger' | 'audit'>,
 ): SendLimiter {
   const { store, clock, config } = deps;
   return new StoreSendLimiter(
@@ -80,6 +80,6 @@ export function createSendLimiter(
       smsPerRegionPerHour: config.smsPerRegionPerHour,
       maxVerifyPerIpPerHour: config.OTP_MAX_VERIFY_PER_IP_PER_HOUR,
     },
-    regionBudgetHit({ ...deps, audit: new AuditLog(deps.database, clock, deps.logger) }),
+    regionBudgetHit(deps),
   );
 }

@@ -1,6 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminService } from '../../src/admin/admin-service.js';
-import { AuditLog } from '../../src/audit/audit-log.js';
 import { composeServices } from '../../src/deps.js';
 import { signInStaff } from '../admin-helper.js';
 import {
@@ -105,15 +103,14 @@ describe.each(backends)('blocking across instances with warm caches (%s)', (back
     }
     // A separate process on the same database and store, as the CLI is.
     const { config, database, store, clock, random, logger } = a.deps;
-    const { changes, sessions, users } = composeServices({
+    const { admin } = composeServices({
       config: { ...config, CACHE_SIZE: 0, SIGN_IN_BATCHING: false },
+      logger,
       clock,
       random,
       database,
       store,
     });
-    const audit = new AuditLog(database, clock, logger);
-    const admin = new AdminService(database, changes, clock, sessions, users, audit);
     await admin.setStaff(staff.user.id, false, { kind: 'cli' });
 
     for (const t of [a, b]) {
