@@ -187,6 +187,20 @@ export class UserService implements Users {
     return writes.map((entry) => results.get(entry) ?? exhausted);
   }
 
+  /**
+   * Which of these numbers belong to blocked users, in one statement (the
+   * request-codes of a turn, src/auth/sign-in-batcher.ts); a number without a
+   * user is not blocked.
+   */
+  async blockedAmong(phoneNumbers: readonly string[]): Promise<Set<string>> {
+    const rows = await this.database.query<{ phone_number: string }>(
+      'users_blocked_among',
+      'select phone_number from users where phone_number = any($1::text[]) and is_blocked',
+      [phoneNumbers],
+    );
+    return new Set(rows.map((row) => row.phone_number));
+  }
+
   /** A plain read by the unique index, outside the sign-in batches. */
   async isBlocked(phoneNumber: string): Promise<boolean> {
     const rows = await this.database.query<{ is_blocked: boolean }>(
