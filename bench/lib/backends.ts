@@ -25,6 +25,8 @@ import {
 
 export type ServiceReport = {
   backend: Backend;
+  /** Which instance: the back-end, with `CACHE_SIZE=0` for the uncached second one. */
+  instance: string;
   startMs: number;
   idleRssMb: number | null;
   peakRssMb: number | null;
@@ -85,9 +87,8 @@ export async function runPostgres(
         if (!scale) return;
         // The same reads with the per-instance caches off: what every read
         // costs in PostgreSQL (a first read, or CACHE_SIZE=0).
-        const uncached = await startService({
+        const uncached = await startReported(context, workDir, outcome, {
           backend: 'postgres',
-          workDir,
           env: {
             DATABASE_URL: databaseUrl.toString(),
             REDIS_URL: options.redisUrl,
@@ -95,9 +96,9 @@ export async function runPostgres(
           },
         });
         try {
-          await scaleWorkloads(context, uncached, seed.summary, '-nocache');
+          await scaleWorkloads(context, uncached.service, seed.summary, '-nocache');
         } finally {
-          await stopProcess(uncached.child);
+          await stopReported(context, uncached);
         }
       },
     });
@@ -120,15 +121,14 @@ export async function runEmbedded(
   // PGlite allows one process per DATA_DIR, so the uncached instance starts
   // after the first has stopped, on the data the profile workload made.
   if (!context.options.workloads.includes('profile')) return;
-  const uncached = await startService({
+  const uncached = await startReported(context, workDir, outcome, {
     backend: 'embedded',
-    workDir,
     env: { DATA_DIR: dataDir, CACHE_SIZE: '0' },
   });
   try {
-    await uncachedProfileWorkload(context, uncached);
+    await uncachedProfileWorkload(context, uncached.service);
   } finally {
-    await stopProcess(uncached.child);
+    await stopReported(context, uncached);
   }
 }
 
@@ -144,7 +144,36 @@ export async function runBackend(
   },
 ): Promise<void> {
   const { options } = context;
-  const profileDir = options.cpuProfile ? join(workDir, `cpu-${settings.backend}`) : undefined;
+  const started = await startReported(context, workDir, outcome, settings);
+  const { service } = started;
+  try {
+    if (options.workloads.includes('healthz')) await healthzWorkload(context, service);
+    if (options.workloads.includes('profile')) await profileWorkload(context, service);
+    if (options.workloads.includes('verify')) await verifyWorkload(context, service);
+    if (options.workloads.includes('signin')) await signInWorkload(context, service);
+    await settings.afterCommon?.(service);
+  } finally {
+    await stopReported(context, started);
+  }
+}
+
+type Reported = { service: Service; report: ServiceReport; profileDir?: string };
+
+/**
+ * Starts one service instance with its report (and, with --cpu-prof, its own
+ * profile directory: one profile per process, sliced by that process's windows).
+ */
+async function startReported(
+  context: Context,
+  workDir: string,
+  outcome: Outcome,
+  settings: { backend: Backend; env: Record<string, string> },
+): Promise<Reported> {
+  const uncached = settings.env.CACHE_SIZE === '0';
+  const instance = `${settings.backend}${uncached ? ', CACHE_SIZE=0' : ''}`;
+  const profileDir = context.options.cpuProfile
+    ? join(workDir, `cpu-${settings.backend}${uncached ? '-nocache' : ''}`)
+    : undefined;
   const service = await startService({
     backend: settings.backend,
     workDir,
@@ -153,24 +182,20 @@ export async function runBackend(
   });
   const report: ServiceReport = {
     backend: settings.backend,
+    instance,
     startMs: service.startMs,
     idleRssMb: rssMb(service.pid),
     peakRssMb: null,
   };
   outcome.services.push(report);
-  try {
-    if (options.workloads.includes('healthz')) await healthzWorkload(context, service);
-    if (options.workloads.includes('profile')) await profileWorkload(context, service);
-    if (options.workloads.includes('verify')) await verifyWorkload(context, service);
-    if (options.workloads.includes('signin')) await signInWorkload(context, service);
-    await settings.afterCommon?.(service);
-    report.peakRssMb = peakRssMb(service.pid);
-  } finally {
-    await stopProcess(service.child);
-  }
+  return { service, report, ...(profileDir ? { profileDir } : {}) };
+}
+
+async function stopReported(context: Context, { service, report, profileDir }: Reported) {
+  report.peakRssMb = peakRssMb(service.pid);
+  await stopProcess(service.child);
   if (profileDir) {
-    const windows = context.windows.filter((w) => w.backend === settings.backend);
-    const summary = summariseCpuProfile(profileDir, windows);
+    const summary = summariseCpuProfile(profileDir, service.pid, context.windows);
     if (summary) report.cpuProfile = summary;
   }
 }

@@ -2,7 +2,7 @@
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Backend, ROOT } from './common.js';
+import { ROOT } from './common.js';
 
 export type CpuProfile = {
   nodes: {
@@ -26,8 +26,12 @@ export type ProfileSlice = {
 
 export type ProfileSummary = { file: string; slices: ProfileSlice[] };
 
-/** A measured window, in µs of CLOCK_MONOTONIC: the clock of V8's profile timestamps too. */
-export type Window = { label: string; backend: Backend | 'bare'; startUs: number; endUs: number };
+/**
+ * A measured window, in µs of CLOCK_MONOTONIC: the clock of V8's profile timestamps too.
+ * `pid` is the service process that was loaded: a back-end can run two at once (the
+ * second with CACHE_SIZE=0), and a window sliced from the other one's profile is all idle.
+ */
+export type Window = { label: string; pid: number; startUs: number; endUs: number };
 
 export function monotonicUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
@@ -94,8 +98,15 @@ export function sliceProfile(
   };
 }
 
-/** The service's profile, for the whole process and for each measured workload alone. */
-export function summariseCpuProfile(dir: string, windows: Window[]): ProfileSummary | undefined {
+/**
+ * One service process's profile (the only one in `dir`), for the whole process and for
+ * each of its own measured workloads alone.
+ */
+export function summariseCpuProfile(
+  dir: string,
+  pid: number,
+  windows: Window[],
+): ProfileSummary | undefined {
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
   const file = files.sort().at(-1);
   if (file === undefined) return undefined;
@@ -104,7 +115,9 @@ export function summariseCpuProfile(dir: string, windows: Window[]): ProfileSumm
     file: join(dir, file),
     slices: [
       sliceProfile(profile, 'whole process', 0, Number.POSITIVE_INFINITY, 20),
-      ...windows.map((w) => sliceProfile(profile, w.label, w.startUs, w.endUs, 20)),
+      ...windows
+        .filter((w) => w.pid === pid)
+        .map((w) => sliceProfile(profile, w.label, w.startUs, w.endUs, 20)),
     ],
   };
 }

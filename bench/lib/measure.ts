@@ -152,7 +152,7 @@ export async function runLoad(
   const after = cpuSnapshot();
   context.windows.push({
     label: spec.workload,
-    backend: service.backend,
+    pid: service.pid,
     startUs,
     endUs: monotonicUs(),
   });

@@ -169,7 +169,7 @@ export function toMarkdown(results: Results): string {
   lines.push('## Service processes', '');
   for (const s of results.services) {
     lines.push(
-      `- ${s.backend}: ready in ${fmt(s.startMs)} ms, idle RSS ${s.idleRssMb?.toFixed(0) ?? '?'} MB, peak RSS over the whole run ${s.peakRssMb?.toFixed(0) ?? '?'} MB`,
+      `- ${s.instance}: ready in ${fmt(s.startMs)} ms, idle RSS ${s.idleRssMb?.toFixed(0) ?? '?'} MB, peak RSS over the whole run ${s.peakRssMb?.toFixed(0) ?? '?'} MB`,
     );
   }
   lines.push('');
@@ -188,7 +188,7 @@ export function toMarkdown(results: Results): string {
   }
   for (const s of results.services) {
     if (!s.cpuProfile) continue;
-    lines.push(`## CPU profile of the service (${s.backend})`, '', `\`${s.cpuProfile.file}\``, '');
+    lines.push(`## CPU profile of the service (${s.instance})`, '', `\`${s.cpuProfile.file}\``, '');
     for (const slice of s.cpuProfile.slices) {
       lines.push(
         `### ${slice.label}: ${(slice.sampledMs / 1000).toFixed(1)} s sampled, idle ${(slice.idleShare * 100).toFixed(0)}%`,
@@ -255,7 +255,7 @@ export function printSummary(results: Results): void {
   }
   for (const s of results.services) {
     if (!s.cpuProfile) continue;
-    out.write(`\nCPU profile of the service (${s.backend}): ${s.cpuProfile.file}\n`);
+    out.write(`\nCPU profile of the service (${s.instance}): ${s.cpuProfile.file}\n`);
     for (const slice of s.cpuProfile.slices) {
       out.write(
         `\n  ${slice.label} (${(slice.sampledMs / 1000).toFixed(1)} s sampled), by package: ` +

@@ -112,12 +112,12 @@ export function checkTargets(
       });
     }
   }
-  for (const service of services) {
-    const loaded = runs.filter((r) => r.backend === service.backend && r.serviceRssMb);
+  for (const backend of new Set(services.map((s) => s.backend))) {
+    const loaded = runs.filter((r) => r.backend === backend && r.serviceRssMb);
     if (loaded.length === 0) continue;
     const max = Math.max(...loaded.map((r) => r.serviceRssMb?.max ?? 0));
     checks.push({
-      target: `service RSS under load (${service.backend})`,
+      target: `service RSS under load (${backend})`,
       goal: `< ${GOALS.rssMb} MB`,
       measured: `${max.toFixed(1)} MB`,
       pass: max < GOALS.rssMb,
