@@ -47,7 +47,10 @@ export const ConfigSchema = Type.Object({
     10_000,
     'tokens and profiles each instance keeps in memory, coherent across instances (0: off)',
   ),
-  SIGN_IN_BATCHING: Bool(true, 'write the sign-ins that arrive together in one statement'),
+  SIGN_IN_BATCHING: Bool(
+    true,
+    'write the sign-ins, and read the uncached profiles, that arrive together in one statement',
+  ),
   REDIS_URL: OptStr('redis://… single node, or a comma-separated cluster seed list'),
   STARTUP_TIMEOUT_SECONDS: Int(
     0,

@@ -35,6 +35,7 @@ import {
 } from './lib/wait-until-reachable.js';
 import { meteredSmsSender } from './ops/metered-sms-sender.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
+import { BatchedReferrals } from './referrals/batched-referrals.js';
 import { ReferralService, type Referrals } from './referrals/referral-service.js';
 import { createSmsSender } from './sms/create-sms-sender.js';
 import type { SmsSender } from './sms/sms-sender.js';
@@ -109,7 +110,9 @@ export function composeServices(
     users,
     referrals: cached
       ? new CachedReferrals(plainReferrals, sessions, versions, clock, config.CACHE_SIZE)
-      : plainReferrals,
+      : config.SIGN_IN_BATCHING
+        ? new BatchedReferrals(plainReferrals)
+        : plainReferrals,
     audit,
     admin: new AdminService(database, changes, clock, sessions, users, audit),
   };

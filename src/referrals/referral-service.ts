@@ -201,6 +201,16 @@ const PROFILE_OF_TOKEN_SQL = `
   from live_token_user($1, $2) s
   join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
 
+/**
+ * The profiles of several tokens' users, each row with its token's position
+ * `i` (from 1) among the hex SHA-256 hashes `$1`: a token not live has no row.
+ */
+const PROFILES_OF_TOKENS_SQL = `
+  select t.i, ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
+  from unnest($1::text[]) with ordinality as t(token_hash, i)
+  cross join lateral live_token_user(decode(t.token_hash, 'hex'), $2) s
+  join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
+
 /** One page of referrals. */
 const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
 
@@ -232,6 +242,34 @@ export class ReferralService implements Referrals {
       [hash, this.clock.now()],
     );
     return row ? { user: sessionOf(row).user, value: profileOf(row) } : null;
+  }
+
+  /**
+   * As getProfileOfToken, for several tokens in one statement (src/referrals/
+   * batched-referrals.ts): one answer per token, at its index.
+   */
+  async getProfilesOfTokens(tokens: readonly string[]): Promise<(OfToken<Profile> | null)[]> {
+    const answers: (OfToken<Profile> | null)[] = tokens.map(() => null);
+    const asked: number[] = [];
+    const hashes: string[] = [];
+    tokens.forEach((token, index) => {
+      const hash = lookupHash(token);
+      if (hash === null) return;
+      asked.push(index);
+      hashes.push(hash.toString('hex'));
+    });
+    if (hashes.length === 0) return answers;
+    const rows = await this.database.query<SessionRow & ProfileRow & { i: string | number }>(
+      'profiles_of_tokens',
+      PROFILES_OF_TOKENS_SQL,
+      [hashes, this.clock.now()],
+    );
+    for (const row of rows) {
+      const index = asked[Number(row.i) - 1];
+      if (index !== undefined)
+        answers[index] = { user: sessionOf(row).user, value: profileOf(row) };
+    }
+    return answers;
   }
 
   /**

@@ -29,7 +29,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
   };
 
   it('answers a profile or a page with one statement, the token checked in it', async () => {
-    t = await createTestApp({ backend, env: { CACHE_SIZE: '0' } });
+    t = await createTestApp({ backend, env: { CACHE_SIZE: '0', SIGN_IN_BATCHING: 'false' } });
     const a = await signIn(t);
     const b = await signIn(t);
     expect((await get('/api/profile/', a.token)).statusCode).toBe(200);
@@ -54,6 +54,36 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
       next_cursor: null,
     });
     expect(statements).toEqual(['profile_of_token', 'referrals_page_of_token']);
+  });
+
+  it('reads the profiles asked for together in one statement, each token checked on its own', async () => {
+    t = await createTestApp({ backend, env: { CACHE_SIZE: '0' } });
+    const a = await signIn(t);
+    const b = await signIn(t);
+    const revoked = await signIn(t);
+    await t.app.inject({ method: 'POST', url: '/api/auth/logout/', headers: auth(revoked.token) });
+    await t.app.inject({
+      method: 'POST',
+      url: '/api/profile/',
+      headers: auth(b.token),
+      payload: { invite_code: a.user.invite_code },
+    });
+    const statements = countStatements();
+    const tokens = [a.token, revoked.token, b.token, 'not-a-token', a.token];
+    const answers = await Promise.all(tokens.map((token) => get('/api/profile/', token)));
+    expect(answers.map((res) => res.statusCode)).toEqual([200, 401, 200, 401, 200]);
+    expect(answers.map((res) => res.json().id ?? res.json().code)).toEqual([
+      a.user.id,
+      'invalid_token',
+      b.user.id,
+      'invalid_token',
+      a.user.id,
+    ]);
+    expect(answers[0]?.json().referrals).toEqual([
+      { phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() },
+    ]);
+    expect(answers[2]?.json().activated_invite_code).toBe(a.user.invite_code);
+    expect(statements).toEqual(['profiles_of_tokens']);
   });
 
   it('a page of an expired, revoked or blocked token is a 401, as is a profile', async () => {
