@@ -195,15 +195,10 @@ const PROFILE_SQL = `
   from users u left join users r on r.id = u.referrer_id
   where u.id = $1`;
 
-/** The same, of the user behind a live token, and that user. */
-const PROFILE_OF_TOKEN_SQL = `
-  select ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
-  from live_token_user($1, $2) s
-  join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
-
 /**
- * The profiles of several tokens' users, each row with its token's position
- * `i` (from 1) among the hex SHA-256 hashes `$1`: a token not live has no row.
+ * The profiles of the users behind live tokens, and those users: each row
+ * with its token's position `i` (from 1) among the hex SHA-256 hashes `$1`; a
+ * token not live has no row. One token or a turn's worth (BatchedReferrals).
  */
 const PROFILES_OF_TOKENS_SQL = `
   select t.i, ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
@@ -234,14 +229,8 @@ export class ReferralService implements Referrals {
   }
 
   async getProfileOfToken(token: string): Promise<OfToken<Profile> | null> {
-    const hash = lookupHash(token);
-    if (hash === null) return null;
-    const [row] = await this.database.query<SessionRow & ProfileRow>(
-      'profile_of_token',
-      PROFILE_OF_TOKEN_SQL,
-      [hash, this.clock.now()],
-    );
-    return row ? { user: sessionOf(row).user, value: profileOf(row) } : null;
+    const [answer] = await this.getProfilesOfTokens([token]);
+    return answer ?? null;
   }
 
   /**

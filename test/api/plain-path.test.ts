@@ -16,6 +16,14 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
   const get = (url: string, token: string) =>
     t.app.inject({ method: 'GET', url, headers: auth(token) });
 
+  const activate = (token: string, inviteCode: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/profile/',
+      headers: auth(token),
+      payload: { invite_code: inviteCode },
+    });
+
   /** Counts the hot-path statements the app runs from now on. */
   const countStatements = () => {
     const { database } = t.deps;
@@ -33,19 +41,14 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
     const a = await signIn(t);
     const b = await signIn(t);
     expect((await get('/api/profile/', a.token)).statusCode).toBe(200);
-    await t.app.inject({
-      method: 'POST',
-      url: '/api/profile/',
-      headers: auth(b.token),
-      payload: { invite_code: a.user.invite_code },
-    });
+    await activate(b.token, a.user.invite_code);
     const statements = countStatements();
     const profile = await get('/api/profile/', a.token);
     expect(profile.statusCode).toBe(200);
     expect(profile.json().referrals).toEqual([
       { phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() },
     ]);
-    expect(statements).toEqual(['profile_of_token']);
+    expect(statements).toEqual(['profiles_of_tokens']);
     const page = await get('/api/profile/referrals/?limit=1', a.token);
     expect(page.statusCode).toBe(200);
     expect(page.json()).toEqual({
@@ -53,7 +56,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
       results: [{ phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() }],
       next_cursor: null,
     });
-    expect(statements).toEqual(['profile_of_token', 'referrals_page_of_token']);
+    expect(statements).toEqual(['profiles_of_tokens', 'referrals_page_of_token']);
   });
 
   it('reads the profiles asked for together in one statement, each token checked on its own', async () => {
@@ -62,12 +65,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
     const b = await signIn(t);
     const revoked = await signIn(t);
     await t.app.inject({ method: 'POST', url: '/api/auth/logout/', headers: auth(revoked.token) });
-    await t.app.inject({
-      method: 'POST',
-      url: '/api/profile/',
-      headers: auth(b.token),
-      payload: { invite_code: a.user.invite_code },
-    });
+    await activate(b.token, a.user.invite_code);
     const statements = countStatements();
     const tokens = [a.token, revoked.token, b.token, 'not-a-token', a.token];
     const answers = await Promise.all(tokens.map((token) => get('/api/profile/', token)));
