@@ -185,8 +185,18 @@ export const LOG_REDACT = [
   'body.token',
 ];
 
+/**
+ * Lines are written to stdout synchronously, in the order they are logged. With
+ * pino's default asynchronous stream, the lines still in flight when the process
+ * exits were written after the last ones ("stopped" came before the answers it
+ * waited for), or lost with a full pipe. The benchmarks log at warn, so they
+ * write next to nothing either way.
+ */
 export function createLogger(config: Config): Logger {
-  return pino({ level: config.LOG_LEVEL, redact: LOG_REDACT });
+  return pino(
+    { level: config.LOG_LEVEL, redact: LOG_REDACT },
+    pino.destination({ dest: 1, sync: true }),
+  );
 }
 
 /** The database as an operator configured it, for start-up messages. */
