@@ -1,7 +1,7 @@
+import { DEVICE_ID_RULE, type DeviceIdProblem } from './auth/device-id.js';
 import type { AttemptsLimit } from './auth/otp-service.js';
 import type { PhoneResult } from './auth/phone.js';
 import type { SendLimit } from './auth/send-limiter.js';
-import { DEVICE_ID_RULE, type DeviceIdProblem } from './events/fraud-signals.js';
 
 type PhoneRefusal = Extract<PhoneResult, { ok: false }>['reason'];
 

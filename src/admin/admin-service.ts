@@ -6,6 +6,7 @@ import type { PhoneResult } from '../auth/phone.js';
 import type { Sessions } from '../auth/session-service.js';
 import type { Users } from '../auth/user-service.js';
 import type { Database, Db } from '../db/client.js';
+import { rowsOf } from '../db/sql-helpers.js';
 import { type FlagDetail, flagDetails } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { encodeCursor } from '../referrals/referral-service.js';
@@ -91,10 +92,6 @@ const USER_COLUMNS = sql.raw(`id, phone_number, invite_code, created_at,
   (extract(epoch from created_at) * 1000000)::bigint as joined_at_us,
   is_staff, is_blocked, referrals_count, referrer_id,
   coalesce(cardinality(fraud_flags), 0) as flags_count`);
-
-function rowsOf<T>(result: unknown): T[] {
-  return (result as { rows: T[] }).rows;
-}
 
 function toIso(value: Date | string): string {
   return (value instanceof Date ? value : new Date(value)).toISOString();

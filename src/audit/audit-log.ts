@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database, Db } from '../db/client.js';
 import type { AuditActor, AuditType } from '../db/schema.js';
+import { rowsOf } from '../db/sql-helpers.js';
 import type { Clock } from '../lib/clock.js';
 import { TurnBatch } from '../lib/turn-batch.js';
 
@@ -62,10 +63,6 @@ type Row = {
   ip: string | null;
   details: Record<string, unknown> | string;
 };
-
-function rowsOf<T>(result: unknown): T[] {
-  return (result as { rows: T[] }).rows;
-}
 
 const nullableNumber = (value: string | number | null) => (value === null ? null : Number(value));
 

@@ -1,7 +1,8 @@
-import { type SQL, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { clientKey } from '../auth/store-send-limiter.js';
 import type { Db } from '../db/client.js';
 import type { FraudFlag } from '../db/schema.js';
+import { rowsOf } from '../db/sql-helpers.js';
 
 export type { FraudFlag } from '../db/schema.js';
 
@@ -12,55 +13,6 @@ export type { FraudFlag } from '../db/schema.js';
  * people behind one NAT, a carrier-grade NAT or an office proxy share an IP,
  * and a family shares a tablet.
  */
-
-/**
- * A device id is what a client says it is: an opaque string it keeps (the web
- * UI: a random UUID in localStorage). Bounded so that it cannot bloat a row
- * or an audit entry; at least 8 characters so that a constant like "1" is
- * not mistaken for one.
- */
-export const DEVICE_ID_MIN_LENGTH = 8;
-export const DEVICE_ID_MAX_LENGTH = 128;
-const DEVICE_ID_PATTERN = /^[A-Za-z0-9._:+/=-]+$/;
-export const DEVICE_ID_RULE = `${DEVICE_ID_MIN_LENGTH} to ${DEVICE_ID_MAX_LENGTH} characters: letters, digits and . _ : + / = -`;
-
-export type DeviceIdResult =
-  | { ok: true; deviceId: string | null }
-  | { ok: false; field: 'device_id' | 'X-Device-Id'; problem: DeviceIdProblem };
-
-/** Why a device id is refused: its message is `fieldMessages.deviceId` (src/errors.ts). */
-export type DeviceIdProblem = 'malformed' | 'conflicting';
-
-function isWellFormed(value: string): boolean {
-  return (
-    value.length >= DEVICE_ID_MIN_LENGTH &&
-    value.length <= DEVICE_ID_MAX_LENGTH &&
-    DEVICE_ID_PATTERN.test(value)
-  );
-}
-
-/**
- * The device id of a verify-code request: the `X-Device-Id` header or the
- * `device_id` field (null when neither is sent). Both may be sent, but then
- * they must agree: which one to believe is not ours to guess.
- */
-export function readDeviceId(
-  header: string | string[] | undefined,
-  field: string | undefined,
-): DeviceIdResult {
-  // Node joins a repeated header with ", ", which no device id contains: it is refused below.
-  const fromHeader = Array.isArray(header) ? header.join(', ') : header;
-  if (fromHeader !== undefined && !isWellFormed(fromHeader)) {
-    return { ok: false, field: 'X-Device-Id', problem: 'malformed' };
-  }
-  if (field !== undefined) {
-    if (!isWellFormed(field)) return { ok: false, field: 'device_id', problem: 'malformed' };
-    if (fromHeader !== undefined && fromHeader !== field) {
-      return { ok: false, field: 'device_id', problem: 'conflicting' };
-    }
-  }
-  return { ok: true, deviceId: field ?? fromHeader ?? null };
-}
 
 /** The part of an address that names one client: the address itself, or an IPv6 /64. */
 export function ipNetwork(ip: string): string {
@@ -83,16 +35,6 @@ type SignalsRow = {
   referrer_device: string | null;
   recent: number | string;
 };
-
-function rowsOf<T>(result: unknown): T[] {
-  return (result as { rows: T[] }).rows;
-}
-
-/** `fraud_flags = ${flagsValue(flags)}`: a JS array as one text[] parameter. */
-export function flagsValue(flags: readonly FraudFlag[]): SQL {
-  // Drizzle spreads an array parameter into a list; a text[] literal is one value.
-  return sql`${`{${flags.join(',')}}`}::text[]`;
-}
 
 export class FraudSignals {
   constructor(private readonly settings: FraudSettings) {}

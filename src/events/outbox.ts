@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { textArray } from '../db/sql-helpers.js';
 import type { Clock } from '../lib/clock.js';
 
 /** A timestamptz as the API writes times: ISO 8601 in UTC with milliseconds, like Date#toISOString. */
@@ -47,7 +48,6 @@ export class Outbox {
   /** `invite.activated` for an activation just written in `tx` (the referee's row holds it). */
   async inviteActivated(tx: Db, activation: Activation): Promise<void> {
     const now = this.clock.now();
-    const urls = `{${this.webhookUrls.map((url) => JSON.stringify(url)).join(',')}}`;
     await tx.execute(sql`
       with event as (
         insert into events (type, data, created_at)
@@ -63,6 +63,6 @@ export class Outbox {
         returning id
       )
       insert into webhook_deliveries (event_id, url, next_attempt_at)
-      select event.id, u.url, ${now} from event cross join unnest(${urls}::text[]) as u(url)`);
+      select event.id, u.url, ${now} from event cross join unnest(${textArray(this.webhookUrls)}) as u(url)`);
   }
 }

@@ -8,7 +8,8 @@ import {
   sessionOf,
 } from '../auth/session-service.js';
 import type { Database, Db } from '../db/client.js';
-import { type FraudFlag, type FraudSignals, flagsValue } from '../events/fraud-signals.js';
+import { rowsOf, textArray } from '../db/sql-helpers.js';
+import type { FraudFlag, FraudSignals } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { sqlState } from '../lib/pg-errors.js';
 import { normalizeInviteCode } from './invite-code.js';
@@ -46,10 +47,6 @@ const MAX_ACTIVATION_TRIES = 20;
 const RETRYABLE = new Set(['40P01', '40001']);
 
 type Row = Record<string, unknown>;
-
-function rowsOf(result: unknown): Row[] {
-  return (result as { rows: Row[] }).rows;
-}
 
 export function encodeCursor(seq: number): string {
   return Buffer.from(`r1:${seq}`).toString('base64url');
@@ -340,17 +337,21 @@ export class ReferralService implements Referrals {
     announce: Announce,
     alongside?: AlongsideActivation,
   ): Promise<ActivationResult | 'retry'> {
-    const owners = rowsOf(await tx.execute(sql`select id from users where invite_code = ${code}`));
+    const owners = rowsOf<Row>(
+      await tx.execute(sql`select id from users where invite_code = ${code}`),
+    );
     if (!owners[0]) return { ok: false, error: 'invite_not_found' };
     const ownerId = Number(owners[0].id);
     if (ownerId === userId) return { ok: false, error: 'invite_own_code' };
 
-    const self = rowsOf(await tx.execute(sql`select referrer_id from users where id = ${userId}`));
+    const self = rowsOf<Row>(
+      await tx.execute(sql`select referrer_id from users where id = ${userId}`),
+    );
     if (!self[0]) return { ok: false, error: 'invite_not_found' };
     if (self[0].referrer_id !== null) return { ok: false, error: 'invite_already_activated' };
 
     // The chain of referrers from the owner up to its root.
-    const chain = rowsOf(
+    const chain = rowsOf<Row>(
       await tx.execute(sql`
         with recursive chain(id, referrer_id) as (
           select id, referrer_id from users where id = ${ownerId}
@@ -362,7 +363,7 @@ export class ReferralService implements Referrals {
     if (chain.some((r) => Number(r.id) === userId)) return { ok: false, error: 'invite_cycle' };
     const rootId = Number(chain.find((r) => r.referrer_id === null)?.id ?? ownerId);
 
-    const locked = rowsOf(
+    const locked = rowsOf<Row>(
       await tx.execute(sql`
         select id, referrer_id from users
         where id in (${userId}, ${rootId}, ${ownerId}) order by id for update`),
@@ -376,7 +377,7 @@ export class ReferralService implements Referrals {
     await announce(ownerId);
 
     // The owner's row is locked, so positions are handed out one at a time, in commit order.
-    const counted = rowsOf(
+    const counted = rowsOf<Row>(
       await tx.execute(sql`
         update users set referrals_count = referrals_count + 1 where id = ${ownerId}
         returning referrals_count`),
@@ -390,7 +391,7 @@ export class ReferralService implements Referrals {
     });
     await tx.execute(sql`
       update users set referrer_id = ${ownerId}, activated_at = ${at.toISOString()},
-        referral_seq = ${seq}, fraud_flags = ${flagsValue(flags)}
+        referral_seq = ${seq}, fraud_flags = ${textArray(flags)}
       where id = ${userId}`);
     if (seq >= PROFILE_REFERRALS_LIMIT) {
       // The profile's first referrals are all there now, and never change: kept

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.js';
 import { migrationsFolder } from '../../src/db/migrations.js';
 import { pgliteStartParams, wrapPglite } from '../../src/db/pglite.js';
+import { rowsOf, textArray } from '../../src/db/sql-helpers.js';
 import {
   type Backend,
   backends,
@@ -199,6 +200,23 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
     await transaction;
     const [row] = await marker;
     expect(row?.value ?? '').toBe('');
+  });
+
+  it('textArray and rowsOf: any strings go as one text[] value, and come back as they were', async () => {
+    const database = await open();
+    const values = [
+      'plain',
+      'with "quotes"',
+      'back\\slash',
+      'comma,and {braces}',
+      '',
+      'NULL',
+      ' spaced ',
+    ];
+    const result = await database.db.execute(
+      sql`select ${textArray(values)} as values, cardinality(${textArray([])}) as none`,
+    );
+    expect(rowsOf<{ values: string[]; none: number }>(result)).toEqual([{ values, none: 0 }]);
   });
 
   it('pings while open, and refuses once closed', async () => {
