@@ -127,12 +127,14 @@ export class AuditLog {
         ${JSON.stringify(entry.details ?? {})}::jsonb)`);
   }
 
-  /** Best effort: a failure (the database is down) is logged, not thrown. */
-  async record(entry: AuditRecord): Promise<void> {
+  /** Best effort: a failure (the database is down) is logged, not thrown. True when written. */
+  async record(entry: AuditRecord): Promise<boolean> {
     try {
       await this.write(entry);
+      return true;
     } catch (error) {
       this.logger.warn({ err: error, audit: entry.type }, 'audit entry not written');
+      return false;
     }
   }
 
@@ -178,7 +180,7 @@ export class AuditLog {
   }
 
   /** A code voided by wrong guesses (best effort: the guess is already answered). */
-  codeVoided(phoneNumber: string, ip: string): Promise<void> {
+  codeVoided(phoneNumber: string, ip: string): Promise<boolean> {
     const details = { phone_number: phoneNumber, reason: 'code_voided' };
     return this.record({ type: 'sign_in_failed', actor: 'anonymous', phoneNumber, ip, details });
   }

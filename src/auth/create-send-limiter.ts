@@ -41,25 +41,27 @@ export function regionBudgetHit({
     }
     const hour = Math.floor(nowMs / (AUDIT_WINDOW_SECONDS * 1000));
     if (auditedHour.get(region) === hour) return;
+    const marker = `audit:region-hit:${region}:${hour}`;
     let claimed: boolean;
     try {
-      claimed = await store.setIfAbsent(
-        `audit:region-hit:${region}:${hour}`,
-        '1',
-        AUDIT_WINDOW_SECONDS,
-      );
+      claimed = await store.setIfAbsent(marker, '1', AUDIT_WINDOW_SECONDS);
     } catch (error) {
       // The refusal stands either way; the next one tries again.
       logger.warn({ err: error, region }, 'region budget audit entry not claimed');
       return;
     }
     auditedHour.set(region, hour);
-    if (claimed) {
-      await audit.record({
-        type: 'sms_region_budget_hit',
-        actor: 'system',
-        details: { region, limit },
-      });
+    if (!claimed) return;
+    const written = await audit.record({
+      type: 'sms_region_budget_hit',
+      actor: 'system',
+      details: { region, limit },
+    });
+    if (!written) {
+      // Not written (the database is down): the claim is given back, so that
+      // a later refusal, here or on another instance, writes the hour's entry.
+      auditedHour.delete(region);
+      await store.delete(marker).catch(() => {});
     }
   };
 }

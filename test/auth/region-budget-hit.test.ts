@@ -15,7 +15,7 @@ describe('regionBudgetHit', () => {
     const clock = new FakeClock();
     const store = new MemoryStore(clock);
     const entries: AuditRecord[] = [];
-    const audit = { record: async (entry: AuditRecord) => void entries.push(entry) };
+    const audit = { record: async (entry: AuditRecord) => entries.push(entry) > 0 };
     const hit = regionBudgetHit({ logger, clock, store, audit });
     // A second instance on the same store: the hour's entry is written once for both.
     const otherInstance = regionBudgetHit({
@@ -49,6 +49,27 @@ describe('regionBudgetHit', () => {
       actor: 'system',
       details: { region: 'KZ', limit: 50 },
     });
+    await store.close();
+  });
+
+  it('an entry that could not be written is written by a later refusal, on any instance', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryStore(clock);
+    const logger = pino({ level: 'silent' });
+    const entries: AuditRecord[] = [];
+    let databaseUp = false;
+    const audit = {
+      record: async (entry: AuditRecord) => databaseUp && entries.push(entry) > 0,
+    };
+    const hit = regionBudgetHit({ logger, clock, store, audit });
+    const otherInstance = regionBudgetHit({ logger, clock, store, audit });
+
+    await hit('KZ', 50);
+    expect(entries).toHaveLength(0);
+    databaseUp = true;
+    await otherInstance('KZ', 50);
+    await hit('KZ', 50);
+    expect(entries.map(({ details }) => details)).toEqual([{ region: 'KZ', limit: 50 }]);
     await store.close();
   });
 });
