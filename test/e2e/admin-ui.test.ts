@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../helper.js';
+import { launchChromium, listenOnLoopback, WatchedPages } from './browser.js';
 import { checkAccessibility, viewports } from './page-checks.js';
 
 /*
@@ -24,33 +24,10 @@ const PLAIN = '+79990000004';
 let browser: Browser;
 let testApp: TestApp;
 let baseUrl: string;
-const contexts: BrowserContext[] = [];
-let foreignRequests: string[] = [];
-let pageErrors: string[] = [];
+let pages: WatchedPages;
 
-async function newPage(locale = 'en-US'): Promise<Page> {
-  const context = await browser.newContext({
-    viewport: viewports.desktop,
-    locale,
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
-  });
-  contexts.push(context);
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === '127.0.0.1') return route.continue();
-    foreignRequests.push(url.href);
-    return route.abort();
-  });
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-  page.on('console', (message) => {
-    // Chromium logs every 4xx answer to fetch; those are the paths under test.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      pageErrors.push(`console: ${message.text()}`);
-    }
-  });
-  return page;
+function newPage(locale = 'en-US'): Promise<Page> {
+  return pages.newPage({ locale });
 }
 
 async function snap(page: Page, name: string): Promise<void> {
@@ -108,18 +85,7 @@ async function statusText(page: Page): Promise<string> {
 describe('admin page', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     await mkdir(screenshotDir, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
@@ -128,17 +94,13 @@ describe('admin page', { timeout: 120_000 }, () => {
 
   beforeEach(async () => {
     testApp = await createTestApp({ env: { OTP_RESEND_COOLDOWN_SECONDS: '0' } });
-    await testApp.app.listen({ port: 0, host: '127.0.0.1' });
-    baseUrl = `http://127.0.0.1:${(testApp.app.server.address() as AddressInfo).port}`;
-    foreignRequests = [];
-    pageErrors = [];
+    baseUrl = await listenOnLoopback(testApp);
+    pages = new WatchedPages(browser);
   }, 120_000);
 
   afterEach(async () => {
-    for (const context of contexts.splice(0)) await context.close();
+    await pages.closeAndCheck();
     await testApp?.close();
-    expect(foreignRequests).toEqual([]);
-    expect(pageErrors).toEqual([]);
   }, 60_000);
 
   test('has the same keys in English and Russian, and a strict CSP', async () => {

@@ -1,9 +1,9 @@
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../helper.js';
+import { launchChromium, listenOnLoopback } from './browser.js';
 
 /*
  * The docs page in a real browser (Debian's headless Chromium): SPEC 9 asks that it renders the
@@ -25,21 +25,9 @@ let baseUrl: string;
 describe('docs page in a browser', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     await mkdir(screenshotDir, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     testApp = await createTestApp();
-    await testApp.app.listen({ port: 0, host: '127.0.0.1' });
-    baseUrl = `http://127.0.0.1:${(testApp.app.server.address() as AddressInfo).port}`;
+    baseUrl = await listenOnLoopback(testApp);
   }, 120_000);
 
   afterAll(async () => {

@@ -1,9 +1,9 @@
-import type { AddressInfo } from 'node:net';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { FakeSiteverify } from '../fake-siteverify.js';
 import { createTestApp, type TestApp } from '../helper.js';
-import { checkAccessibility, viewports } from './page-checks.js';
+import { launchChromium, listenOnLoopback, WatchedPages } from './browser.js';
+import { checkAccessibility } from './page-checks.js';
 
 /*
  * The web UI with a CAPTCHA configured, in headless Chromium, with no real network: the
@@ -58,21 +58,9 @@ function fakeProviderScript(global: string): string {
 }
 
 let browser: Browser;
-const contexts: BrowserContext[] = [];
 
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -89,9 +77,7 @@ describe.each(Object.keys(providers) as (keyof typeof providers)[])(
     let baseUrl: string;
     /** The provider's script, answered by the fake. */
     let scriptRequests: string[] = [];
-    /** Anything else for another host (aborted). */
-    let foreignRequests: string[] = [];
-    let pageErrors: string[] = [];
+    let pages: WatchedPages;
 
     beforeAll(async () => {
       await fake.start();
@@ -103,8 +89,8 @@ describe.each(Object.keys(providers) as (keyof typeof providers)[])(
           CAPTCHA_VERIFY_URL: fake.url,
         },
       });
-      await testApp.app.listen({ port: 0, host: '127.0.0.1' });
-      baseUrl = `http://127.0.0.1:${(testApp.app.server.address() as AddressInfo).port}`;
+      baseUrl = await listenOnLoopback(testApp);
+      pages = new WatchedPages(browser);
     }, 60_000);
 
     afterAll(async () => {
@@ -113,44 +99,19 @@ describe.each(Object.keys(providers) as (keyof typeof providers)[])(
     });
 
     afterEach(async () => {
-      for (const context of contexts.splice(0)) await context.close();
-      expect(foreignRequests).toEqual([]);
-      expect(pageErrors).toEqual([]);
+      await pages.closeAndCheck();
     });
 
-    async function newPage(): Promise<Page> {
+    function newPage(): Promise<Page> {
       scriptRequests = [];
-      foreignRequests = [];
-      pageErrors = [];
-      const context = await browser.newContext({
-        viewport: viewports.desktop,
-        locale: 'en-US',
-        colorScheme: 'light',
-        reducedMotion: 'reduce',
-      });
-      contexts.push(context);
-      await context.route('**/*', (route) => {
-        const url = new URL(route.request().url());
-        if (url.hostname === '127.0.0.1') return route.continue();
-        if (url.href === script) {
+      return pages.newPage({
+        async serveForeign(route, url) {
+          if (url.href !== script) return false;
           scriptRequests.push(url.href);
-          return route.fulfill({
-            contentType: 'text/javascript',
-            body: fakeProviderScript(global),
-          });
-        }
-        foreignRequests.push(url.href);
-        return route.abort();
+          await route.fulfill({ contentType: 'text/javascript', body: fakeProviderScript(global) });
+          return true;
+        },
       });
-      const page = await context.newPage();
-      page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-      page.on('console', (message) => {
-        // 4xx/5xx answers to fetch are the error paths under test; a CSP violation is not.
-        if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-          pageErrors.push(`console: ${message.text()}`);
-        }
-      });
-      return page;
     }
 
     async function alertText(page: Page, id: string, not = ''): Promise<string> {

@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../helper.js';
+import { launchChromium, listenOnLoopback, WatchedPages } from './browser.js';
 import { checkAccessibility, layoutProblems, viewports } from './page-checks.js';
 
 /*
@@ -25,39 +25,15 @@ const TOKEN_KEY = 'referral.token';
 let browser: Browser;
 let testApp: TestApp;
 let baseUrl: string;
-const contexts: BrowserContext[] = [];
-/** Requests the pages tried to make to anywhere but the app under test (aborted). */
-let foreignRequests: string[] = [];
-/** Uncaught exceptions and console errors, CSP violations included. */
-let pageErrors: string[] = [];
+let pages: WatchedPages;
 
-async function newPage(
+function newPage(
   options: { locale?: string; viewport?: { width: number; height: number } } = {},
 ): Promise<Page> {
-  const context = await browser.newContext({
-    viewport: options.viewport ?? viewports.desktop,
-    locale: options.locale ?? 'en-US',
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
+  return pages.newPage({
+    ...options,
+    permissions: { names: ['clipboard-read', 'clipboard-write'], origin: baseUrl },
   });
-  contexts.push(context);
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: baseUrl });
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === '127.0.0.1') return route.continue();
-    foreignRequests.push(url.href);
-    return route.abort();
-  });
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-  page.on('console', (message) => {
-    // Chromium logs every 4xx answer to fetch as "Failed to load resource"; those are the error
-    // paths under test, not faults of the page.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      pageErrors.push(`console: ${message.text()}`);
-    }
-  });
-  return page;
 }
 
 /** Saves the current page at phone and desktop width. */
@@ -148,18 +124,7 @@ async function storedToken(page: Page): Promise<string | null> {
 describe('web UI', { timeout: 60_000 }, () => {
   beforeAll(async () => {
     await mkdir(screenshotDir, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
@@ -168,17 +133,13 @@ describe('web UI', { timeout: 60_000 }, () => {
 
   beforeEach(async () => {
     testApp = await createTestApp();
-    await testApp.app.listen({ port: 0, host: '127.0.0.1' });
-    baseUrl = `http://127.0.0.1:${(testApp.app.server.address() as AddressInfo).port}`;
-    foreignRequests = [];
-    pageErrors = [];
+    baseUrl = await listenOnLoopback(testApp);
+    pages = new WatchedPages(browser);
   }, 60_000);
 
   afterEach(async () => {
-    for (const context of contexts.splice(0)) await context.close();
+    await pages.closeAndCheck();
     await testApp?.close();
-    expect(foreignRequests).toEqual([]);
-    expect(pageErrors).toEqual([]);
   }, 60_000);
 
   test('serves the page with a strict CSP and keeps its routes out of OpenAPI', async () => {
