@@ -9,11 +9,10 @@ export function rowsOf<T>(result: unknown): T[] {
 }
 
 /**
- * Strings as one text[] parameter. Drizzle spreads an array parameter into a
- * list of parameters, so the array goes as a literal: each element quoted,
- * with its quotes and backslashes escaped.
+ * Strings as one text[] parameter. Drizzle spreads an array in a template
+ * into a list of parameters; `sql.param` keeps it one value, which the driver
+ * (pg or PGlite) writes as an array.
  */
 export function textArray(values: readonly string[]): SQL {
-  const elements = values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`);
-  return sql`${`{${elements.join(',')}}`}::text[]`;
+  return sql`${sql.param([...values])}::text[]`;
 }
