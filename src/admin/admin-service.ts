@@ -1,5 +1,5 @@
 import { hostname, userInfo } from 'node:os';
-import { type SQL, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { AccountChanges } from '../accounts/account-changes.js';
 import type { AuditLog, AuditRecord } from '../audit/audit-log.js';
 import type { PhoneResult } from '../auth/phone.js';
@@ -10,6 +10,7 @@ import { rowsOf } from '../db/sql-helpers.js';
 import { type FlagDetail, flagDetails } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { encodeCursor } from '../referrals/referral-service.js';
+import { RecentCountsOfDay } from './recent-counts.js';
 
 /** A user as the admin lists show them (SPEC 5). */
 export type AdminUser = {
@@ -69,7 +70,6 @@ export type AccountChange = { user: AdminUser; revoked: number };
 export const MIN_LAST_DIGITS = 4;
 export const REFERRALS_FIRST_PAGE = 100;
 const TOP_REFERRERS = 10;
-const DAY_MS = 86_400_000;
 
 type UserRow = {
   id: string | number;
@@ -87,11 +87,12 @@ type UserRow = {
 // joined_at is written by PostgreSQL as toISOString would (milliseconds, truncated, UTC):
 // parsing each row's timestamp into a Date was 5% of the service's CPU under the
 // last-digits search (100 users a page).
-const USER_COLUMNS = sql.raw(`id, phone_number, invite_code, created_at,
+const USER_COLUMNS_TEXT = `id, phone_number, invite_code, created_at,
   to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as joined_at,
   (extract(epoch from created_at) * 1000000)::bigint as joined_at_us,
   is_staff, is_blocked, referrals_count, referrer_id,
-  coalesce(cardinality(fraud_flags), 0) as flags_count`);
+  coalesce(cardinality(fraud_flags), 0) as flags_count`;
+const USER_COLUMNS = sql.raw(USER_COLUMNS_TEXT);
 
 function toIso(value: Date | string): string {
   return (value instanceof Date ? value : new Date(value)).toISOString();
@@ -158,9 +159,10 @@ export function searchTerms(
  */
 export class AdminService {
   private readonly db: Db;
+  private readonly recent: RecentCountsOfDay;
 
   constructor(
-    database: Database,
+    private readonly database: Database,
     private readonly changes: AccountChanges,
     private readonly clock: Clock,
     private readonly sessions: Sessions,
@@ -168,15 +170,16 @@ export class AdminService {
     private readonly audit: AuditLog,
   ) {
     this.db = database.db;
+    this.recent = new RecentCountsOfDay(database, clock);
   }
 
   /**
    * Users matching `terms` (all users when absent), by join time, a page
-   * after `after`. Each search condition is an index lookup, and the few
-   * matches are sorted; without a search the page walks the (created_at, id)
-   * index from the cursor. Either way the position is (join time, id), so
-   * pages never skip or repeat a user. The total of all users comes from
-   * user_totals, not a count(*).
+   * after `after`, and how many match: one prepared statement. Each search
+   * condition is an index lookup, and the few matches are sorted; without a
+   * search the page walks the (created_at, id) index from the cursor and the
+   * total of all users comes from user_totals, not a count(*). Either way the
+   * position is (join time, id), so pages never skip or repeat a user.
    */
   async searchUsers(options: {
     terms: SearchTerms | undefined;
@@ -185,45 +188,59 @@ export class AdminService {
     limit: number;
   }): Promise<UserPage> {
     const { terms, sort, after, limit } = options;
-    const matches: SQL[] = [];
-    if (terms?.phoneNumber) matches.push(sql`phone_number = ${terms.phoneNumber}`);
-    if (terms?.inviteCode) matches.push(sql`invite_code = ${terms.inviteCode}`);
+    const params: unknown[] = [];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const matches: string[] = [];
+    if (terms?.phoneNumber) matches.push(`phone_number = ${param(terms.phoneNumber)}`);
+    if (terms?.inviteCode) matches.push(`invite_code = ${param(terms.inviteCode)}`);
     if (terms?.lastDigits) {
-      // A prefix of the reversed number: users_phone_reversed_idx.
+      // The numbers whose reverse starts with the reversed digits, as a range
+      // of users_phone_reversed_idx that a prepared (generic) plan can use.
       const reversed = [...terms.lastDigits].reverse().join('');
-      matches.push(sql`reverse(phone_number) like ${`${reversed}%`}`);
+      const next = `${reversed.slice(0, -1)}${String.fromCharCode(reversed.charCodeAt(reversed.length - 1) + 1)}`;
+      matches.push(
+        `(reverse(phone_number) ~>=~ ${param(reversed)} and reverse(phone_number) ~<~ ${param(next)})`,
+      );
     }
     if (terms && matches.length === 0) return { count: 0, results: [], next_cursor: null };
-    const match = terms ? sql`(${sql.join(matches, sql` or `)})` : undefined;
     const ascending = sort === 'joined_at';
+    const order = ascending ? 'created_at, id' : 'created_at desc, id desc';
     const position = after
-      ? sql`(created_at, id) ${sql.raw(ascending ? '>' : '<')}
-          (timestamptz 'epoch' + ${after.joinedAtMicros}::bigint * interval '1 microsecond', ${after.id}::bigint)`
-      : undefined;
-    const fromCursor = position ? sql`where ${position}` : sql``;
-    const order = sql.raw(ascending ? 'created_at, id' : 'created_at desc, id desc');
-    const limited = sql`order by ${order} limit ${limit + 1}`;
-    const [page, counted] = await Promise.all([
-      match
-        ? // The matches first, then their order: left to itself the planner may
-          // misjudge how many numbers end in some digits and walk the whole
-          // join-date index instead (300 ms at a million users, against 1 ms).
-          this.db.execute(sql`
-            with matched as materialized (select ${USER_COLUMNS} from users where ${match})
-            select * from matched ${fromCursor} ${limited}`)
-        : this.db.execute(sql`select ${USER_COLUMNS} from users ${fromCursor} ${limited}`),
-      match
-        ? this.db.execute(sql`select count(*)::int as count from users where ${match}`)
-        : this.db.execute(sql`select coalesce(sum(users), 0)::bigint as count from user_totals`),
-    ]);
-    const rows = rowsOf<UserRow>(page);
-    const shown = rows.slice(0, limit);
+      ? `where (created_at, id) ${ascending ? '>' : '<'} (timestamptz 'epoch' + ${param(after.joinedAtMicros)}::bigint * interval '1 microsecond', ${param(after.id)}::bigint)`
+      : '';
+    const page = `order by ${order} limit ${param(limit + 1)}`;
+    // The matches first, then their order: left to itself the planner may
+    // misjudge how many numbers end in some digits and walk the whole
+    // join-date index instead (300 ms at a million users, against 1 ms).
+    const text = terms
+      ? `with matched as materialized (
+           select ${USER_COLUMNS_TEXT} from users where ${matches.join(' or ')})
+         select c.count, p.* from (select count(*) as count from matched) c
+         left join lateral (select * from matched ${position} ${page}) p on true
+         order by ${order}`
+      : `select c.count, p.* from (select coalesce(sum(users), 0) as count from user_totals) c
+         left join lateral (select ${USER_COLUMNS_TEXT} from users ${position} ${page}) p on true
+         order by ${order}`;
+    const shape = [
+      terms?.phoneNumber ? 'p' : '',
+      terms?.inviteCode ? 'c' : '',
+      terms?.lastDigits ? 'd' : '',
+      ascending ? 'a' : 'z',
+      after ? 'k' : '',
+    ].join('');
+    const rows = await this.database.query<UserRow & { count: string | number }>(
+      `admin_search_${shape}`,
+      text,
+      params,
+    );
+    const found = rows.filter((row) => row.id !== null);
+    const shown = found.slice(0, limit);
     const last = shown.at(-1);
     return {
-      count: Number(rowsOf<{ count: number | string }>(counted)[0]?.count ?? 0),
+      count: Number(rows[0]?.count ?? 0),
       results: shown.map(toUser),
       next_cursor:
-        rows.length > limit && last
+        found.length > limit && last
           ? encodeUserCursor({
               sort,
               joinedAtMicros: String(last.joined_at_us),
@@ -380,46 +397,41 @@ export class AdminService {
   }
 
   /**
-   * Totals for the dashboard. Each figure is an index lookup or a sum of the
-   * user_totals shards, never a scan of users: well under 20 ms at a million
-   * users (EXPLAIN ANALYZE in the admin commit).
+   * Totals for the dashboard: sums of the user_totals shards, the top
+   * referrers by their index, and the last 24 hours from RecentCountsOfDay,
+   * which counts each settled minute once. No request scans users or counts a
+   * day of rows.
    */
   async stats(): Promise<Stats> {
-    const since = new Date(this.clock.now().getTime() - DAY_MS).toISOString();
-    const [totals, top] = await Promise.all([
-      this.db.execute(sql`
-        select
-          (select coalesce(sum(users), 0) from user_totals)::bigint as users_total,
-          (select count(*) from users where created_at >= ${since})::int as users_last_24h,
-          (select coalesce(sum(activations), 0) from user_totals)::bigint as activations_total,
-          (select count(*) from users where activated_at >= ${since})::int
-            as activations_last_24h,
-          (select count(*) from audit_log where type = 'sign_in' and at >= ${since})::int
-            as sign_ins_last_24h`),
-      this.db.execute(sql`
-        select id, phone_number, referrals_count from users
-        where referrals_count > 0
-        order by referrals_count desc, id limit ${TOP_REFERRERS}`),
+    const [totals, recent] = await Promise.all([
+      this.database.query<{
+        users_total: string | number;
+        activations_total: string | number;
+        top: string;
+      }>('admin_stats', STATS, [TOP_REFERRERS]),
+      this.recent.lastDay(),
     ]);
-    const row = rowsOf<Record<string, string | number>>(totals)[0] ?? {};
+    const row = totals[0];
     return {
-      users_total: Number(row.users_total ?? 0),
-      users_last_24h: Number(row.users_last_24h ?? 0),
-      activations_total: Number(row.activations_total ?? 0),
-      activations_last_24h: Number(row.activations_last_24h ?? 0),
-      sign_ins_last_24h: Number(row.sign_ins_last_24h ?? 0),
-      top_referrers: rowsOf<{
-        id: string | number;
-        phone_number: string;
-        referrals_count: number;
-      }>(top).map((r) => ({
-        id: Number(r.id),
-        phone_number: r.phone_number,
-        referrals_count: Number(r.referrals_count),
-      })),
+      users_total: Number(row?.users_total ?? 0),
+      users_last_24h: recent.users,
+      activations_total: Number(row?.activations_total ?? 0),
+      activations_last_24h: recent.activations,
+      sign_ins_last_24h: recent.sign_ins,
+      top_referrers: JSON.parse(row?.top ?? '[]'),
     };
   }
 }
+
+/** The all-time totals and the top referrers (users_top_referrers_idx), as one row. */
+const STATS = `
+  select
+    (select coalesce(sum(users), 0) from user_totals) as users_total,
+    (select coalesce(sum(activations), 0) from user_totals) as activations_total,
+    (select coalesce(json_agg(t order by t.referrals_count desc, t.id), '[]')::text from (
+      select id, phone_number, referrals_count from users
+      where referrals_count > 0
+      order by referrals_count desc, id limit $1) t) as top`;
 
 /** The audit entry of an admin action; the CLI's names the account that ran it. */
 function auditOf(

@@ -135,6 +135,39 @@ describe.each(backends)('admin API (%s)', (backend) => {
     }
   });
 
+  it('pages through the matches of a search by last digits, in both orders, with their count', async () => {
+    t = await createTestApp({ backend });
+    const staff = await signInStaff(t);
+    const matching: number[] = [];
+    for (const prefix of ['+7999100', '+7999200', '+7999300', '+7999400', '+7999500']) {
+      matching.push((await signIn(t, `${prefix}4567`)).user.id);
+      t.clock.advance(1);
+    }
+    // Numbers ending in digits next to 4567 in the reversed index: not matches.
+    await signIn(t, '+79991004568');
+    await signIn(t, '+79991004566');
+    await signIn(t, '+79991005567');
+    for (const sort of ['-joined_at', 'joined_at']) {
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const url: string = `/api/admin/users/?q=4567&sort=${sort}&limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+        const page = (await get(staff, url)).json();
+        expect(page.count, url).toBe(5);
+        seen.push(...page.results.map((u: { id: number }) => u.id));
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+      expect(seen, sort).toEqual(sort === 'joined_at' ? matching : [...matching].reverse());
+    }
+    // A page after the last match still says how many match.
+    const all = (await get(staff, '/api/admin/users/?q=4567&sort=joined_at&limit=4')).json();
+    const after = (
+      await get(staff, `/api/admin/users/?q=4567&sort=joined_at&limit=4&cursor=${all.next_cursor}`)
+    ).json();
+    expect(after).toEqual(expect.objectContaining({ count: 5, next_cursor: null }));
+    expect(after.results.map((u: { id: number }) => u.id)).toEqual([matching[4]]);
+  });
+
   it('finds a user by any way of writing the number, by its last digits, and by invite code', async () => {
     t = await createTestApp({ backend });
     const staff = await signInStaff(t);
@@ -407,5 +440,43 @@ describe.each(backends)('admin API (%s)', (backend) => {
         sign_ins_last_24h: 1,
       }),
     );
+  });
+
+  it('stats: the last 24 hours stay exact to the second while minutes are kept and the window slides', async () => {
+    t = await createTestApp({ backend, env: { OTP_RESEND_COOLDOWN_SECONDS: '0' } });
+    const lastDay = async () => {
+      const res = await get(staff, '/api/admin/stats/');
+      expect(res.statusCode).toBe(200);
+      const { users_last_24h, activations_last_24h, sign_ins_last_24h } = res.json();
+      return [users_last_24h, activations_last_24h, sign_ins_last_24h];
+    };
+    // The staff user and `first` join at T0, half-way through a minute.
+    t.clock.advance(30);
+    const staff = await signInStaff(t);
+    const first = await signIn(t);
+    expect(await lastDay()).toEqual([2, 0, 2]);
+    // The current minute is not kept yet: a row stamped in it still counts.
+    await signIn(t);
+    expect(await lastDay()).toEqual([3, 0, 3]);
+    t.clock.advance(600);
+    // T0 + 10 min: T0's minute is settled, and kept from now on.
+    const second = await signIn(t);
+    await activate(second, first);
+    expect(await lastDay()).toEqual([4, 1, 4]);
+    t.clock.advance(600);
+    await signIn(t, first.user.phone_number);
+    // T0 + 20 min: both earlier minutes are kept; asked twice, the same.
+    expect(await lastDay()).toEqual([4, 1, 5]);
+    expect(await lastDay()).toEqual([4, 1, 5]);
+    // T0 + 24 h: the window starts at T0, in the minute counted live.
+    t.clock.advance(86_400 - 1_200);
+    expect(await lastDay()).toEqual([4, 1, 5]);
+    t.clock.advance(1);
+    expect(await lastDay()).toEqual([1, 1, 2]);
+    // T0 + 24 h 10 min 1 s: only T0 + 20 min's sign-in is left.
+    t.clock.advance(600);
+    expect(await lastDay()).toEqual([0, 0, 1]);
+    t.clock.advance(600);
+    expect(await lastDay()).toEqual([0, 0, 0]);
   });
 });
