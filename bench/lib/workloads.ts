@@ -225,12 +225,15 @@ function typedNumber(e164: string): string {
  * about one user in 10,000), by an invite code (lower case), by a full number
  * as typed, and the stats; each at full load and at 8 connections.
  */
+const ADMIN_PAGE = 25;
+
 export async function adminWorkloads(context: Context, service: Service, seed: SeedSummary) {
   const staff = seed.staffUser;
   if (!staff || staff.tokens.length === 0) throw new Error('admin workloads: no staff user seeded');
   const token = staff.tokens[0] ?? '';
   const samples = seed.sampleUsers;
-  const search = (q: string) => `/api/admin/users/?q=${encodeURIComponent(q)}`;
+  // A page as the admin page asks for it (PAGE_SIZE in web/admin/admin.js).
+  const search = (q: string) => `/api/admin/users/?q=${encodeURIComponent(q)}&limit=${ADMIN_PAGE}`;
   const sample = samples[0];
   if (sample) {
     const found = await expectOk(
@@ -249,17 +252,17 @@ export async function adminWorkloads(context: Context, service: Service, seed: S
   const kinds = [
     {
       workload: 'admin-search-digits',
-      description: `${users} users: GET /api/admin/users/?q=<last 4 digits> of ${samples.length} numbers`,
+      description: `${users} users: GET /api/admin/users/?q=<last 4 digits>&limit=25 of ${samples.length} numbers`,
       paths: samples.map((u) => search(u.phoneNumber.slice(-4))),
     },
     {
       workload: 'admin-search-code',
-      description: `${users} users: GET /api/admin/users/?q=<invite code, lower case> of ${samples.length} users`,
+      description: `${users} users: GET /api/admin/users/?q=<invite code, lower case>&limit=25 of ${samples.length} users`,
       paths: samples.map((u) => search(u.inviteCode.toLowerCase())),
     },
     {
       workload: 'admin-search-phone',
-      description: `${users} users: GET /api/admin/users/?q=8 (9xx) xxx-xx-xx, ${samples.length} numbers`,
+      description: `${users} users: GET /api/admin/users/?q=8 (9xx) xxx-xx-xx&limit=25, ${samples.length} numbers`,
       paths: samples.map((u) => search(typedNumber(u.phoneNumber))),
     },
     {

@@ -9,6 +9,7 @@ import type { Database, Db } from '../db/client.js';
 import { rowsOf } from '../db/sql-helpers.js';
 import { type FlagDetail, flagDetails } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
+import { SharedRun } from '../lib/shared-run.js';
 import { encodeCursor } from '../referrals/referral-service.js';
 import { RecentCountsOfDay } from './recent-counts.js';
 
@@ -160,6 +161,7 @@ export function searchTerms(
 export class AdminService {
   private readonly db: Db;
   private readonly recent: RecentCountsOfDay;
+  private readonly sharedStats = new SharedRun(() => this.readStats());
 
   constructor(
     private readonly database: Database,
@@ -400,9 +402,16 @@ export class AdminService {
    * Totals for the dashboard: sums of the user_totals shards, the top
    * referrers by their index, and the last 24 hours from RecentCountsOfDay,
    * which counts each settled minute once. No request scans users or counts a
-   * day of rows.
+   * day of rows. Requests that come while the figures are being read share
+   * the next reading (SharedRun): a dashboard refreshed by many staff at once
+   * costs the database one reading at a time, and no answer predates its
+   * request.
    */
-  async stats(): Promise<Stats> {
+  stats(): Promise<Stats> {
+    return this.sharedStats.get();
+  }
+
+  private async readStats(): Promise<Stats> {
     const [totals, recent] = await Promise.all([
       this.database.query<{
         users_total: string | number;
