@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { AccountChanges } from './accounts/account-changes.js';
 import { AdminService } from './admin/admin-service.js';
+import { RecentCountsOfDay } from './admin/recent-counts.js';
 import { AuditLog } from './audit/audit-log.js';
 import { type CaptchaVerifier, createCaptchaVerifier } from './auth/captcha.js';
 import { createSendLimiter } from './auth/create-send-limiter.js';
@@ -114,7 +115,15 @@ export function composeServices(
         ? new BatchedReferrals(plainReferrals)
         : plainReferrals,
     audit,
-    admin: new AdminService(database, changes, clock, sessions, users, audit),
+    admin: new AdminService(
+      database,
+      changes,
+      clock,
+      sessions,
+      users,
+      audit,
+      new RecentCountsOfDay(database, clock),
+    ),
   };
 }
 

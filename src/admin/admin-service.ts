@@ -11,7 +11,7 @@ import { type FlagDetail, flagDetails } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
 import { SharedRun } from '../lib/shared-run.js';
 import { encodeCursor } from '../referrals/referral-service.js';
-import { RecentCountsOfDay } from './recent-counts.js';
+import type { RecentCountsOfDay } from './recent-counts.js';
 
 /** A user as the admin lists show them (SPEC 5). */
 export type AdminUser = {
@@ -160,7 +160,6 @@ export function searchTerms(
  */
 export class AdminService {
   private readonly db: Db;
-  private readonly recent: RecentCountsOfDay;
   private readonly sharedStats = new SharedRun(() => this.readStats());
 
   constructor(
@@ -170,9 +169,9 @@ export class AdminService {
     private readonly sessions: Sessions,
     private readonly users: Users,
     private readonly audit: AuditLog,
+    private readonly recent: RecentCountsOfDay,
   ) {
     this.db = database.db;
-    this.recent = new RecentCountsOfDay(database, clock);
   }
 
   /**
