@@ -50,6 +50,15 @@ export const users = pgTable(
      * null until then: read from the referrals themselves.
      */
     firstReferrals: text('first_referrals'),
+    /**
+     * This user as a referral in their referrer's pages: the JSON the API
+     * writes (`{"phone_number", "activated_at"}`), made by PostgreSQL from the
+     * two columns (`referral_json`, migrations 0004 and 0008), so a page of
+     * referrals is read, not formatted, row by row. null until activated.
+     */
+    asReferral: text('as_referral').generatedAlwaysAs(
+      sql`referral_json(phone_number, activated_at)`,
+    ),
     isStaff: boolean('is_staff').notNull().default(false),
     isBlocked: boolean('is_blocked').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
@@ -66,6 +75,7 @@ export const users = pgTable(
   (t) => [
     uniqueIndex('users_phone_number_key').on(t.phoneNumber),
     uniqueIndex('users_invite_code_key').on(t.inviteCode),
+    // Also holds as_referral (INCLUDE, migration 0008): a page of referrals is read from it alone.
     uniqueIndex('users_referrer_seq_key').on(t.referrerId, t.referralSeq),
     // The admin user list, newest or oldest first, and the sign-ups of the last 24 hours.
     index('users_created_at_idx').on(t.createdAt, t.id),

@@ -93,13 +93,12 @@ export type OfToken<T> = { user: AuthenticatedUser; value: T };
 export type AlongsideActivation = (tx: Db, activation: Activation) => Promise<void>;
 
 /**
- * The JSON text of the referrals `x` (phone_number, activated_at,
- * referral_seq), oldest first, made by PostgreSQL (`referral_json`, migration
- * 0004: activated_at as `toISOString` writes it). `filter` is an SQL
- * condition on `x`.
+ * The JSON text of the referrals `x` (as_referral, referral_seq), oldest
+ * first: each referral's JSON is kept with it (`users.as_referral`,
+ * activated_at as `toISOString` writes it). `filter` is an SQL condition on `x`.
  */
 function referralsText(filter = 'true'): string {
-  return `'[' || coalesce(string_agg(referral_json(x.phone_number, x.activated_at), ','
+  return `'[' || coalesce(string_agg(x.as_referral, ','
       order by x.referral_seq) filter (where ${filter}), '') || ']'`;
 }
 
@@ -110,7 +109,7 @@ function referralsText(filter = 'true'): string {
  */
 export function firstReferralsText(userId: string): string {
   return `(select ${referralsText()} from (
-      select phone_number, activated_at, referral_seq from users
+      select as_referral, referral_seq from users
       where referrer_id = ${userId} order by referral_seq limit ${PROFILE_REFERRALS_LIMIT}
     ) x)`;
 }
@@ -159,7 +158,7 @@ function pageSubquery(userId: string, afterSeq: string, limit: string): string {
         max(x.referral_seq) filter (where x.n <= ${limit}) as last_seq,
         count(*) > ${limit} as more
       from (
-        select phone_number, activated_at, referral_seq,
+        select as_referral, referral_seq,
           row_number() over (order by referral_seq) as n
         from users
         where referrer_id = u.id and referral_seq > ${afterSeq}
