@@ -55,9 +55,10 @@ const LIVE = `select ${FIGURE_NAMES.map(
  */
 export class RecentCountsOfDay {
   private readonly kept = new Map<number, RecentCounts>();
-  /** The kept minutes are [keptFrom, keptTo). */
+  /** The kept minutes are [keptFrom, keptTo), and keptTotal their sum. */
   private keptFrom = 0;
   private keptTo = 0;
+  private readonly keptTotal: RecentCounts = { ...ZERO };
   private filling: Promise<void> = Promise.resolve();
 
   constructor(
@@ -79,13 +80,26 @@ export class RecentCountsOfDay {
       ]),
       keeping,
     ]);
+    // The kept minutes are this window's whole settled ones, unless a later
+    // request has moved them on meanwhile: then they are summed one by one.
+    const whole =
+      this.keptFrom === firstWhole && this.keptTo === settledTo
+        ? this.keptTotal
+        : this.sumKept(firstWhole, settledTo);
     const total = { ...ZERO };
-    for (const figure of FIGURE_NAMES) total[figure] = Number(live[0]?.[figure] ?? 0);
-    for (let minute = firstWhole; minute < settledTo; minute++) {
-      const counts = this.kept.get(minute);
-      if (counts) for (const figure of FIGURE_NAMES) total[figure] += counts[figure];
+    for (const figure of FIGURE_NAMES) {
+      total[figure] = Number(live[0]?.[figure] ?? 0) + whole[figure];
     }
     return total;
+  }
+
+  private sumKept(from: number, to: number): RecentCounts {
+    const sum = { ...ZERO };
+    for (let minute = from; minute < to; minute++) {
+      const counts = this.kept.get(minute);
+      if (counts) for (const figure of FIGURE_NAMES) sum[figure] += counts[figure];
+    }
+    return sum;
   }
 
   /** Makes [from, to) kept, counting the minutes not yet kept; one fill at a time. */
@@ -94,10 +108,11 @@ export class RecentCountsOfDay {
       if (from < this.keptFrom || from > this.keptTo) {
         // The clock went back, or the kept minutes all left the window.
         this.kept.clear();
+        Object.assign(this.keptTotal, ZERO);
         this.keptFrom = from;
         this.keptTo = from;
       }
-      for (const minute of this.kept.keys()) if (minute < from) this.kept.delete(minute);
+      for (let minute = this.keptFrom; minute < from; minute++) this.drop(minute);
       this.keptFrom = from;
       if (to <= this.keptTo) return;
       const rows = await this.database.query<{ figure: Figure; minute: string; n: string }>(
@@ -109,6 +124,7 @@ export class RecentCountsOfDay {
         const minute = Number(row.minute);
         const counts = this.kept.get(minute) ?? { ...ZERO };
         counts[row.figure] += Number(row.n);
+        this.keptTotal[row.figure] += Number(row.n);
         this.kept.set(minute, counts);
       }
       this.keptTo = to;
@@ -117,5 +133,12 @@ export class RecentCountsOfDay {
     const filled = this.filling;
     this.filling = filled.catch(() => {});
     return filled;
+  }
+
+  private drop(minute: number): void {
+    const counts = this.kept.get(minute);
+    if (!counts) return;
+    for (const figure of FIGURE_NAMES) this.keptTotal[figure] -= counts[figure];
+    this.kept.delete(minute);
   }
 }
