@@ -72,7 +72,7 @@ export class RecentCountsOfDay {
     const firstWhole = Math.ceil(sinceMs / MINUTE_MS);
     const settledTo = Math.max(firstWhole, Math.floor((nowMs - SETTLE_MS) / MINUTE_MS));
     const keeping = this.keep(firstWhole, settledTo);
-    const [live] = await Promise.all([
+    const [live, whole] = await Promise.all([
       this.database.query<Record<Figure, string | number>>('admin_recent_live', LIVE, [
         new Date(sinceMs).toISOString(),
         new Date(firstWhole * MINUTE_MS).toISOString(),
@@ -80,12 +80,6 @@ export class RecentCountsOfDay {
       ]),
       keeping,
     ]);
-    // The kept minutes are this window's whole settled ones, unless a later
-    // request has moved them on meanwhile: then they are summed one by one.
-    const whole =
-      this.keptFrom === firstWhole && this.keptTo === settledTo
-        ? this.keptTotal
-        : this.sumKept(firstWhole, settledTo);
     const total = { ...ZERO };
     for (const figure of FIGURE_NAMES) {
       total[figure] = Number(live[0]?.[figure] ?? 0) + whole[figure];
@@ -102,9 +96,13 @@ export class RecentCountsOfDay {
     return sum;
   }
 
-  /** Makes [from, to) kept, counting the minutes not yet kept; one fill at a time. */
-  private keep(from: number, to: number): Promise<void> {
-    this.filling = this.filling.then(async () => {
+  /**
+   * Makes [from, to) kept, counting the minutes not yet kept, and answers
+   * their sum, taken in the same step: a later request's step may drop
+   * minutes this window still has. One step at a time.
+   */
+  private keep(from: number, to: number): Promise<RecentCounts> {
+    const step = this.filling.then(async () => {
       if (from < this.keptFrom || from > this.keptTo) {
         // The clock went back, or the kept minutes all left the window.
         this.kept.clear();
@@ -114,25 +112,30 @@ export class RecentCountsOfDay {
       }
       for (let minute = this.keptFrom; minute < from; minute++) this.drop(minute);
       this.keptFrom = from;
-      if (to <= this.keptTo) return;
-      const rows = await this.database.query<{ figure: Figure; minute: string; n: string }>(
-        'admin_recent_minutes',
-        PER_MINUTE,
-        [new Date(this.keptTo * MINUTE_MS).toISOString(), new Date(to * MINUTE_MS).toISOString()],
-      );
-      for (const row of rows) {
-        const minute = Number(row.minute);
-        const counts = this.kept.get(minute) ?? { ...ZERO };
-        counts[row.figure] += Number(row.n);
-        this.keptTotal[row.figure] += Number(row.n);
-        this.kept.set(minute, counts);
+      if (to > this.keptTo) {
+        const rows = await this.database.query<{ figure: Figure; minute: string; n: string }>(
+          'admin_recent_minutes',
+          PER_MINUTE,
+          [new Date(this.keptTo * MINUTE_MS).toISOString(), new Date(to * MINUTE_MS).toISOString()],
+        );
+        for (const row of rows) {
+          const minute = Number(row.minute);
+          const counts = this.kept.get(minute) ?? { ...ZERO };
+          counts[row.figure] += Number(row.n);
+          this.keptTotal[row.figure] += Number(row.n);
+          this.kept.set(minute, counts);
+        }
+        this.keptTo = to;
       }
-      this.keptTo = to;
+      // An earlier window than the last one kept (a request overtaken by a later one) sums its own minutes.
+      return to === this.keptTo ? { ...this.keptTotal } : this.sumKept(from, to);
     });
     // A failed fill fails its request, not the ones after it.
-    const filled = this.filling;
-    this.filling = filled.catch(() => {});
-    return filled;
+    this.filling = step.then(
+      () => {},
+      () => {},
+    );
+    return step;
   }
 
   private drop(minute: number): void {
