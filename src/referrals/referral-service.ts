@@ -202,8 +202,8 @@ const PROFILES_OF_TOKENS_SQL = `
   cross join lateral live_token_user(decode(t.token_hash, 'hex'), $2) s
   join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
 
-/** One page of referrals. */
-const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
+/** One page of referrals: of user $1, after position $2, $3 of them. */
+export const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
 
 /** The same, of the user behind a live token, and that user. */
 const REFERRALS_PAGE_OF_TOKEN_SQL = `
