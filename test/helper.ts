@@ -177,6 +177,32 @@ export function isTestKey(key: string): boolean {
   return TEST_KEY_PREFIX.test(key);
 }
 
+/** An empty PostgreSQL database (no migrations), named as test databases are; `drop` removes it. */
+export async function createEmptyTestDatabase(): Promise<{
+  url: string;
+  drop: () => Promise<void>;
+}> {
+  const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+  await admin.connect();
+  const name = testDatabaseName('mig');
+  try {
+    await admin.query(`create database ${pg.escapeIdentifier(name)}`);
+  } catch (error) {
+    await admin.end().catch(() => {});
+    throw error;
+  }
+  return {
+    url: databaseUrlFor(name),
+    drop: async () => {
+      try {
+        await admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+      } finally {
+        await admin.end().catch(() => {});
+      }
+    },
+  };
+}
+
 /** A new PostgreSQL database per app, copied from the migrated template made by global setup. */
 export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const base = baseDatabaseName();

@@ -1,20 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.js';
 import { migrationsFolder } from '../../src/db/migrations.js';
 import { pgliteStartParams, wrapPglite } from '../../src/db/pglite.js';
 import { rowsOf, textArray } from '../../src/db/sql-helpers.js';
-import {
-  type Backend,
-  backends,
-  createTestDatabase,
-  databaseUrlFor,
-  testDatabaseName,
-} from '../helper.js';
+import { type Backend, backends, createEmptyTestDatabase, createTestDatabase } from '../helper.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -57,16 +50,10 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
       cleanups.push(() => database.close().catch(() => {}));
       return database;
     }
-    const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-    await admin.connect();
-    cleanups.push(() => admin.end());
-    const name = testDatabaseName('mig');
-    await admin.query(`create database ${pg.escapeIdentifier(name)}`);
-    cleanups.push(() =>
-      admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`),
-    );
+    const created = await createEmptyTestDatabase();
+    cleanups.push(created.drop);
     const database = await openDatabase({
-      url: databaseUrlFor(name),
+      url: created.url,
       dataDir: '',
       poolSize: 1,
       logger,

@@ -2,7 +2,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.js';
-import { databaseUrlFor, testDatabaseName } from '../helper.js';
+import { createEmptyTestDatabase } from '../helper.js';
 
 const baseUrl = process.env.TEST_DATABASE_URL;
 
@@ -14,15 +14,9 @@ describe.skipIf(!baseUrl)('migrations on PostgreSQL (postgres)', () => {
 
   /** An empty database, dropped after the test however it ends. */
   async function emptyDatabase(): Promise<string> {
-    const admin = new pg.Client({ connectionString: baseUrl });
-    await admin.connect();
-    cleanups.push(() => admin.end());
-    const name = testDatabaseName('mig');
-    await admin.query(`create database ${pg.escapeIdentifier(name)}`);
-    cleanups.push(() =>
-      admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`),
-    );
-    return databaseUrlFor(name);
+    const created = await createEmptyTestDatabase();
+    cleanups.push(created.drop);
+    return created.url;
   }
 
   it('instances starting together apply them once, under the advisory lock', async () => {

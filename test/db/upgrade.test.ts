@@ -9,8 +9,9 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrationsFolder } from '../../src/db/migrations.js';
+import { pgliteStartParams } from '../../src/db/pglite.js';
 import { REFERRALS_PAGE_SQL } from '../../src/referrals/referral-service.js';
-import { databaseUrlFor, testDatabaseName } from '../helper.js';
+import { createEmptyTestDatabase } from '../helper.js';
 
 type Run = (sql: string) => Promise<Record<string, unknown>[]>;
 /** Migrates to the last migration of `folder`. */
@@ -39,7 +40,7 @@ describe('upgrading a database that has data', () => {
 
   const openers: Record<string, () => Promise<{ run: Run; migrate: Migrate }>> = {
     embedded: async () => {
-      const client = await PGlite.create();
+      const client = await PGlite.create({ startParams: pgliteStartParams });
       cleanups.push(() => client.close());
       const db = drizzlePglite(client);
       return {
@@ -50,15 +51,9 @@ describe('upgrading a database that has data', () => {
     },
     ...(baseUrl && {
       postgres: async () => {
-        const admin = new pg.Client({ connectionString: baseUrl });
-        await admin.connect();
-        cleanups.push(() => admin.end());
-        const name = testDatabaseName('mig');
-        await admin.query(`create database ${pg.escapeIdentifier(name)}`);
-        cleanups.push(() =>
-          admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`),
-        );
-        const client = new pg.Client({ connectionString: databaseUrlFor(name) });
+        const created = await createEmptyTestDatabase();
+        cleanups.push(created.drop);
+        const client = new pg.Client({ connectionString: created.url });
         await client.connect();
         cleanups.push(() => client.end());
         const db = drizzlePg({ client });
