@@ -57,7 +57,7 @@ export async function profileWorkload(context: Context, service: Service): Promi
     description: `GET /api/profile/, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
     expectedStatus: 200,
     paired: true,
-    job: { requests: tokens.map((t) => authorized(t, '/api/profile/')), distribution: 'rotate' },
+    job: { requests: tokens.map((t) => authorized(t, '/api/profile/')) },
   });
 }
 
@@ -83,7 +83,7 @@ export async function uncachedProfileWorkload(context: Context, service: Service
     description: `GET /api/profile/ with CACHE_SIZE=0, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
     expectedStatus: 200,
     paired: true,
-    job: { requests: tokens.map((t) => authorized(t, '/api/profile/')), distribution: 'rotate' },
+    job: { requests: tokens.map((t) => authorized(t, '/api/profile/')) },
   });
 }
 
@@ -123,7 +123,7 @@ export async function verifyWorkload(context: Context, service: Service): Promis
     description: `verify-code with a wrong code over ${count} numbers with live codes`,
     expectedStatus: 400,
     paired: true,
-    job: { requests, distribution: 'slice' },
+    job: { requests },
   });
 }
 
@@ -190,7 +190,7 @@ export async function scaleWorkloads(
       expectedStatus: 200,
       connections,
       paired: uncached && full,
-      job: { requests: profileJob, distribution: 'rotate' },
+      job: { requests: profileJob },
     });
     await runLoad(context, service, {
       workload: `scale-referrals${suffix}`,
@@ -198,7 +198,7 @@ export async function scaleWorkloads(
       expectedStatus: 200,
       connections,
       paired: uncached && full,
-      job: { requests: pagesJob, distribution: 'rotate' },
+      job: { requests: pagesJob },
     });
   }
   await runLoad(context, service, {
@@ -208,7 +208,6 @@ export async function scaleWorkloads(
     paired: uncached,
     job: {
       requests: seed.sampleUsers.map((u) => authorized(u.token, '/api/profile/')),
-      distribution: 'rotate',
     },
   });
 }
@@ -279,7 +278,7 @@ export async function adminWorkloads(context: Context, service: Service, seed: S
         description: kind.description,
         expectedStatus: 200,
         connections,
-        job: { requests: asStaff(kind.paths), distribution: 'rotate' },
+        job: { requests: asStaff(kind.paths) },
       });
     }
   }
