@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { AuthenticatedUser, Sessions } from '../auth/session-service.js';
 import type { Clock } from '../lib/clock.js';
+import type { JsonArray } from '../lib/json-array.js';
 import type {
   ActivationResult,
   AlongsideActivation,
@@ -13,6 +14,11 @@ import { cacheAging } from './cache-aging.js';
 import type { RequestVersions } from './request-versions.js';
 
 type Cached<T> = { value: T; version: string };
+
+/** About as many as `referrals` holds: a referral's JSON is some 70 bytes. */
+function referralsIn(referrals: JsonArray<unknown>): number {
+  return Math.ceil(referrals.json.length / 70);
+}
 
 /**
  * Profiles and referrals pages remembered per instance under the user's
@@ -39,12 +45,12 @@ export class CachedReferrals implements Referrals {
     this.profiles = new LRUCache({
       maxSize,
       ...aging,
-      sizeCalculation: (e) => 1 + e.value.referrals.length,
+      sizeCalculation: (e) => 1 + referralsIn(e.value.referrals),
     });
     this.pages = new LRUCache({
       maxSize,
       ...aging,
-      sizeCalculation: (e) => 1 + e.value.results.length,
+      sizeCalculation: (e) => 1 + referralsIn(e.value.results),
     });
   }
 

@@ -13,6 +13,7 @@ import {
   profileRef,
   ReferralSchema,
 } from '../http/schemas.js';
+import { type JsonArray, withJsonArray } from '../lib/json-array.js';
 import type { Metrics } from '../ops/metrics.js';
 import { decodeCursor, type Referrals } from './referral-service.js';
 
@@ -33,15 +34,21 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
   app.addSchema(ProfileSchema);
   const authenticated = requireUser(sessions);
 
-  // The JSON of a cached answer, encoded once: a cache hit returns the very same
-  // object, so its bytes are remembered beside it (and dropped with it). Sending
-  // bytes also spares encoding a string on every answer.
+  // The answer's JSON: the route's serializer for its fields, the referrals'
+  // text as the database wrote it (JsonArray). A cache hit returns the very
+  // same object, so its bytes are remembered beside it (and dropped with it);
+  // sending bytes also spares encoding a string on every answer.
   const encoded = new WeakMap<object, Buffer>();
-  const jsonBytes = (reply: FastifyReply, value: object) => {
+  const jsonBytes = <K extends string>(
+    reply: FastifyReply,
+    value: Record<K, JsonArray<unknown>>,
+    field: K,
+  ) => {
     let body = encoded.get(value);
     if (body === undefined) {
       // The route's serializer is fast-json-stringify from its 200 schema: a string.
-      body = Buffer.from(reply.serialize(value) as string);
+      const fields = reply.serialize({ ...value, [field]: [] }) as string;
+      body = Buffer.from(withJsonArray(fields, field, value[field]));
       encoded.set(value, body);
     }
     // Bytes with a JSON content type are sent as they are, not serialised again.
@@ -78,6 +85,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       jsonBytes(
         reply,
         await readAsUser(request, reply, (token) => referrals.getProfileOfToken(token)),
+        'referrals',
       ),
   );
 
@@ -126,9 +134,10 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       if (!result.ok) throw new ApiError(result.error);
       // Counted once committed. The answer says nothing of them: a flag is for staff, not a hint to the user.
       for (const reason of result.flags) metrics.fraudFlags.inc({ reason });
+      const profile = await loadProfile(user);
       return {
         message: 'Invite code activated successfully.',
-        profile: await loadProfile(user),
+        profile: { ...profile, referrals: profile.referrals.items() },
       };
     },
   );
@@ -174,7 +183,7 @@ export const referralRoutes: FastifyPluginAsyncTypebox<ReferralRoutesOptions> = 
       const page = await readAsUser(request, reply, (token) =>
         referrals.listReferralsOfToken(token, afterSeq, limit),
       );
-      return jsonBytes(reply, page);
+      return jsonBytes(reply, page, 'results');
     },
   );
 };

@@ -11,6 +11,7 @@ import type { Database, Db } from '../db/client.js';
 import { rowsOf, textArray } from '../db/sql-helpers.js';
 import type { FraudFlag, FraudSignals } from '../events/fraud-signals.js';
 import type { Clock } from '../lib/clock.js';
+import { JsonArray } from '../lib/json-array.js';
 import { sqlState } from '../lib/pg-errors.js';
 import { normalizeInviteCode } from './invite-code.js';
 
@@ -21,11 +22,16 @@ export type Profile = {
   phone_number: string;
   invite_code: string;
   activated_invite_code: string | null;
-  referrals: Referral[];
+  /** The first 100, oldest first, as the database wrote them. */
+  referrals: JsonArray<Referral>;
   referrals_count: number;
 };
 
-export type ReferralPage = { count: number; results: Referral[]; next_cursor: string | null };
+export type ReferralPage = {
+  count: number;
+  results: JsonArray<Referral>;
+  next_cursor: string | null;
+};
 
 export type ActivationError =
   | 'invite_not_found'
@@ -138,7 +144,7 @@ function profileOf(row: ProfileRow): Profile {
     phone_number: row.phone_number,
     invite_code: row.invite_code,
     activated_invite_code: row.activated_invite_code,
-    referrals: JSON.parse(row.referrals) as Referral[],
+    referrals: new JsonArray(row.referrals),
     referrals_count: Number(row.referrals_count),
   };
 }
@@ -177,10 +183,10 @@ type PageRow = {
 };
 
 function pageOf(row: PageRow | undefined): ReferralPage {
-  if (row === undefined) return { count: 0, results: [], next_cursor: null };
+  if (row === undefined) return { count: 0, results: JsonArray.empty, next_cursor: null };
   return {
     count: Number(row.count),
-    results: JSON.parse(row.results) as Referral[],
+    results: new JsonArray(row.results),
     next_cursor: row.more && row.last_seq !== null ? encodeCursor(Number(row.last_seq)) : null,
   };
 }
