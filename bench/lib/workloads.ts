@@ -54,7 +54,7 @@ export async function profileWorkload(context: Context, service: Service): Promi
   }
   await runLoad(context, service, {
     workload: 'profile',
-    description: `GET /api/profile/, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
+    description: `GET /api/profile/, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} tokens`,
     expectedStatus: 200,
     paired: true,
     job: { requests: tokens.map((t) => authorized(t, '/api/profile/')) },
@@ -80,7 +80,7 @@ export async function uncachedProfileWorkload(context: Context, service: Service
   }
   await runLoad(context, service, {
     workload: 'profile-nocache',
-    description: `GET /api/profile/ with CACHE_SIZE=0, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} rotating tokens`,
+    description: `GET /api/profile/ with CACHE_SIZE=0, ${PROFILE_REFERRALS} referrals, ${PROFILE_TOKENS} tokens`,
     expectedStatus: 200,
     paired: true,
     job: { requests: tokens.map((t) => authorized(t, '/api/profile/')) },

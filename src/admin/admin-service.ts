@@ -202,8 +202,7 @@ export class AdminService {
       // of users_phone_reversed_idx. The bounds are hidden from the planner
       // (`select`), so that it plans the statement once: shown them, it plans
       // each search anew for the digits at hand, and planning cost more than
-      // the search (pgbench, 1,000,000 users: 5,900 → 8,000 searches/s; with a
-      // full number also searched by equality, 12,500 → 32,000).
+      // the search (with only the page formatted, below: bench/README.md).
       const reversed = [...terms.lastDigits].reverse().join('');
       const next = `${reversed.slice(0, -1)}${String.fromCharCode(reversed.charCodeAt(reversed.length - 1) + 1)}`;
       matches.push(

@@ -15,9 +15,9 @@ import type { RequestVersions } from './request-versions.js';
 
 type Cached<T> = { value: T; version: string };
 
-/** About as many as `referrals` holds: a referral's JSON is some 70 bytes. */
+/** About as many as `referrals` holds (none in `[]`): a referral's JSON and its comma are some 75 bytes. */
 function referralsIn(referrals: JsonArray<unknown>): number {
-  return Math.ceil(referrals.json.length / 70);
+  return Math.round((referrals.json.length - 1) / 75);
 }
 
 /**
