@@ -10,8 +10,10 @@ export interface Database {
   db: Db;
   kind: 'pglite' | 'postgres';
   /**
-   * Runs one hot-path statement by name. It is prepared once per PostgreSQL
-   * connection or PGlite engine, so repeated requests skip parsing and planning.
+   * Runs one hot-path statement by name. It is prepared and planned once per
+   * PostgreSQL connection or PGlite engine (PLAN_ONCE), and again a minute
+   * later (REPLAN_AFTER_MS), so repeated requests skip parsing and planning:
+   * write it so that its one plan suits every value of its parameters.
    */
   query<Row = Record<string, unknown>>(
     name: string,
@@ -34,11 +36,15 @@ export type DatabaseOptions = {
   dataDir: string;
   poolSize: number;
   logger: Logger;
+  /** How long a statement's plan is kept (REPLAN_AFTER_MS; shorter in tests). */
+  replanAfterMs?: number;
 };
 
 /** PostgreSQL for a postgres:// URL (src/db/postgres.ts), else PGlite (src/db/pglite.ts). */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
-  if (options.url === undefined) return await openPgliteDataDir(options.dataDir);
-  return await openPgliteInMemory();
+  if (options.url === undefined) {
+    return await openPgliteDataDir(options.dataDir, options.replanAfterMs);
+  }
+  return await openPgliteInMemory(options.replanAfterMs);
 }

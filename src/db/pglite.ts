@@ -7,6 +7,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { Database, Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { countAppliedMigrations, migrationsFolder } from './migrations.js';
+import { PLAN_ONCE, REPLAN_AFTER_MS } from './plan-once.js';
 import * as schema from './schema.js';
 
 /*
@@ -58,18 +59,25 @@ function copyPgliteSeed(dataDir: string): void {
  * PostgreSQL's own page cache lives in PGlite's WebAssembly memory, inside our
  * process, and its default of 128 MB is touched at start: 16 MB halves the
  * embedded service's resident memory (about 320 -> 170 MB at start, measured
- * in bench/). Pages beyond it are still cached by the operating system.
+ * in bench/). Pages beyond it are still cached by the operating system. Named
+ * statements are planned once, as on PostgreSQL (PLAN_ONCE).
  */
-export const pgliteStartParams = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
+export const pgliteStartParams = [
+  ...PGlite.defaultStartParams,
+  '-c',
+  'shared_buffers=16MB',
+  '-c',
+  `${PLAN_ONCE.name}=${PLAN_ONCE.value}`,
+];
 
 /** PGlite in memory (`memory://`), from the seed when there is one. */
-export async function openPgliteInMemory(): Promise<Database> {
+export async function openPgliteInMemory(replanAfterMs?: number): Promise<Database> {
   const seed = loadPgliteSeed();
   const client = await PGlite.create({
     startParams: pgliteStartParams,
     ...(seed ? { loadDataDir: seed } : {}),
   });
-  return wrapPglite(client);
+  return wrapPglite(client, true, replanAfterMs);
 }
 
 /**
@@ -78,7 +86,10 @@ export async function openPgliteInMemory(): Promise<Database> {
  * service, migrate or the CLI) refuses here with a DataDirLockError and leaves
  * the data as the first one has it.
  */
-export async function openPgliteDataDir(dataDir: string): Promise<Database> {
+export async function openPgliteDataDir(
+  dataDir: string,
+  replanAfterMs?: number,
+): Promise<Database> {
   mkdirSync(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
   let client: PGlite;
@@ -90,7 +101,7 @@ export async function openPgliteDataDir(dataDir: string): Promise<Database> {
     await lock.release();
     throw error;
   }
-  const database = wrapPglite(client);
+  const database = wrapPglite(client, true, replanAfterMs);
   return {
     ...database,
     close: async () => {
@@ -104,7 +115,12 @@ export async function openPgliteDataDir(dataDir: string): Promise<Database> {
 }
 
 /** A statement prepared in a PGlite engine: its text, and a serializer per parameter. */
-type PreparedStatement = { text: string; serializers: (Serializer | undefined)[] };
+type PreparedStatement = {
+  text: string;
+  serializers: (Serializer | undefined)[];
+  /** When it is to be prepared (and so planned) anew: REPLAN_AFTER_MS. */
+  replanAtMs: number;
+};
 
 type Serializer = PGlite['serializers'][number];
 
@@ -121,8 +137,8 @@ function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
 }
 
 /**
- * Runs a named statement on PGlite, prepared once per engine, as on
- * PostgreSQL. PGlite's `query` parses and plans every statement and makes six
+ * Runs a named statement on PGlite, prepared once per engine (and anew after
+ * REPLAN_AFTER_MS), as on PostgreSQL. PGlite's `query` parses and plans every statement and makes six
  * calls into its WebAssembly for it; this binds and executes in one call:
  * 204-220 µs against 479-536 µs for a one-row lookup (bench/README.md). It
  * takes the same two locks as `query`, so it never runs inside another
@@ -133,6 +149,7 @@ function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
 function queryPrepared<Row>(
   client: PGlite,
   statements: Map<string, PreparedStatement>,
+  replanAfterMs: number,
   name: string,
   text: string,
   params: unknown[],
@@ -140,19 +157,26 @@ function queryPrepared<Row>(
   return client._runExclusiveTransaction(() =>
     client._runExclusiveQuery(async () => {
       let statement = statements.get(name);
-      if (statement === undefined) {
+      if (statement !== undefined && statement.text !== text) {
+        throw new Error(`statement ${name} is already prepared with another text`);
+      }
+      const nowMs = Date.now();
+      if (statement === undefined || nowMs >= statement.replanAtMs) {
         const { messages } = await client.execProtocol(
           Buffer.concat([
+            ...(statement ? [protocol.serialize.close({ type: 'S', name })] : []),
             protocol.serialize.parse({ name, text }),
             protocol.serialize.describe({ type: 'S', name }),
             protocol.serialize.sync(),
           ]),
         );
         const types = pgliteParse.parseDescribeStatementResults(messages);
-        statement = { text, serializers: types.map((type) => client.serializers[type]) };
+        statement = {
+          text,
+          serializers: types.map((type) => client.serializers[type]),
+          replanAtMs: nowMs + replanAfterMs,
+        };
         statements.set(name, statement);
-      } else if (statement.text !== text) {
-        throw new Error(`statement ${name} is already prepared with another text`);
       }
       const { serializers } = statement;
       const values = params.map((value, index) => {
@@ -175,14 +199,18 @@ function queryPrepared<Row>(
 }
 
 /** Wraps an existing PGlite instance (tests share one engine across apps). */
-export function wrapPglite(client: PGlite, ownsClient = true): Database {
+export function wrapPglite(
+  client: PGlite,
+  ownsClient = true,
+  replanAfterMs = REPLAN_AFTER_MS,
+): Database {
   const db = drizzlePglite({ client, schema }) as unknown as Db;
   const statements = preparedStatementsOf(client);
   return {
     db,
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
-      queryPrepared<Row>(client, statements, name, text, params),
+      queryPrepared<Row>(client, statements, replanAfterMs, name, text, params),
     // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
     // no migration lock is needed here.
     migrate: async () => {

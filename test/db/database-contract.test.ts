@@ -27,15 +27,27 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   /** A migrated database; `poolSize` bounds PostgreSQL's connections (PGlite has one session). */
-  async function open(poolSize = 4): Promise<Database> {
+  async function open(poolSize = 4, replanAfterMs?: number): Promise<Database> {
     if (backend === 'embedded') {
-      const database = await openDatabase({ url: 'memory://', dataDir: '', poolSize, logger });
+      const database = await openDatabase({
+        url: 'memory://',
+        dataDir: '',
+        poolSize,
+        logger,
+        replanAfterMs,
+      });
       cleanups.push(() => database.close().catch(() => {}));
       await database.migrate();
       return database;
     }
     const created = await createTestDatabase();
-    const database = await openDatabase({ url: created.url, dataDir: '', poolSize, logger });
+    const database = await openDatabase({
+      url: created.url,
+      dataDir: '',
+      poolSize,
+      logger,
+      replanAfterMs,
+    });
     cleanups.push(async () => {
       await database.close().catch(() => {});
       await created.drop();
@@ -106,6 +118,43 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
       [],
     );
     expect(prepared[0]?.n).toBe(1);
+  });
+
+  it('plans a named statement once, not for each run’s values (PLAN_ONCE)', async () => {
+    const database = await open(1);
+    // Left to choose, PostgreSQL plans the first five runs for their values,
+    // then goes on so whenever that looks cheaper (for many of ours, always).
+    const text = `select u.id from unnest($1::bigint[]) as t(id)
+                  join users u on u.id = t.id where u.created_at >= $2 and u.created_at < $3`;
+    for (let run = 0; run < 8; run++) {
+      await database.query('planned_once', text, [[run], new Date(0), new Date()]);
+    }
+    const [plans] = await database.query<{ generic: number; custom: number }>(
+      'plans_count',
+      `select generic_plans::int as generic, custom_plans::int as custom
+       from pg_prepared_statements where name = 'planned_once'`,
+      [],
+    );
+    expect(plans).toEqual({ generic: 8, custom: 0 });
+  });
+
+  it('plans a named statement anew once its plan is older than the table it read (REPLAN_AFTER_MS)', async () => {
+    const database = await open(1, 1000);
+    const preparedAt = async () => {
+      await database.query('replanned', 'select count(*)::int as n from users', []);
+      const [row] = await database.query<{ at: Date }>(
+        'replanned_at',
+        "select prepare_time as at from pg_prepared_statements where name = 'replanned'",
+        [],
+      );
+      return row?.at.getTime();
+    };
+    const first = await preparedAt();
+    expect(await preparedAt()).toBe(first);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const again = await preparedAt();
+    expect(again).toBeGreaterThan(first ?? Number.POSITIVE_INFINITY);
+    expect(await preparedAt()).toBe(again);
   });
 
   it('reads and writes the tables with the hot-path parameter types', async () => {

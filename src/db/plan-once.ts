@@ -1,0 +1,21 @@
+/**
+ * The server setting under which named statements keep one plan, made
+ * without their parameters' values. Left to choose, PostgreSQL planned many
+ * of ours anew on every run: the plan it makes for the values at hand
+ * (an array of one token, a LIMIT of 26) always looks cheaper than the
+ * generic one, and planning cost more than running them. Measured in
+ * bench/README.md; a range on a parameter must then be bounded on both
+ * sides, or its generic plan guesses a third of the table.
+ */
+export const PLAN_ONCE = { name: 'plan_cache_mode', value: 'force_generic_plan' } as const;
+
+/**
+ * How long a plan is kept. A plan follows the tables as they were when it
+ * was made: made on an empty table it scans the table, which is right while
+ * the table is small and slow once it has grown. So each statement is
+ * planned again a minute later: a PostgreSQL connection lives a minute (its
+ * successor prepares the statements anew), and PGlite prepares a statement
+ * anew a minute after it was prepared. PostgreSQL also plans anew after its
+ * autovacuum has analyzed a table; PGlite has no autovacuum.
+ */
+export const REPLAN_AFTER_MS = 60_000;
