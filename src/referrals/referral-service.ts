@@ -211,10 +211,21 @@ const PROFILES_OF_TOKENS_SQL = `
 /** One page of referrals: of user $1, after position $2, $3 of them. */
 export const REFERRALS_PAGE_SQL = `select pg.* from ${pageSubquery('$1', '$2', '$3')}`;
 
-/** The same, of the user behind a live token, and that user. */
-const REFERRALS_PAGE_OF_TOKEN_SQL = `
-  select ${SESSION_COLUMNS}, pg.*
-  from live_token_user($1, $2) s cross join lateral ${pageSubquery('s.id', '$3', '$4')}`;
+/**
+ * The same, of the users behind live tokens, and those users: each row with
+ * its ask's position `i` (from 1) among the hex SHA-256 hashes `$1`, the
+ * positions `$3` and the page sizes `$4`; a token not live has no row. One
+ * page or a turn's worth (BatchedReferrals).
+ */
+const REFERRALS_PAGES_OF_TOKENS_SQL = `
+  select t.i, ${SESSION_COLUMNS}, pg.*
+  from unnest($1::text[], $3::int[], $4::int[]) with ordinality
+    as t(token_hash, after_seq, page_limit, i)
+  cross join lateral live_token_user(decode(t.token_hash, 'hex'), $2) s
+  cross join lateral ${pageSubquery('s.id', 't.after_seq', 't.page_limit')}`;
+
+/** A page asked for with a token: after position `afterSeq`, `limit` referrals. */
+export type PageAsk = { token: string; afterSeq: number; limit: number };
 
 /** Invite codes and referrals, read and written in the database alone. */
 export class ReferralService implements Referrals {
@@ -286,14 +297,40 @@ export class ReferralService implements Referrals {
     afterSeq: number,
     limit: number,
   ): Promise<OfToken<ReferralPage> | null> {
-    const hash = lookupHash(token);
-    if (hash === null) return null;
-    const [row] = await this.database.query<SessionRow & PageRow>(
-      'referrals_page_of_token',
-      REFERRALS_PAGE_OF_TOKEN_SQL,
-      [hash, this.clock.now(), afterSeq, limit],
+    const [answer] = await this.listReferralsOfTokens([{ token, afterSeq, limit }]);
+    return answer ?? null;
+  }
+
+  /**
+   * As listReferralsOfToken, for several pages in one statement (src/referrals/
+   * batched-referrals.ts): one answer per ask, at its index.
+   */
+  async listReferralsOfTokens(asks: readonly PageAsk[]): Promise<(OfToken<ReferralPage> | null)[]> {
+    const answers: (OfToken<ReferralPage> | null)[] = asks.map(() => null);
+    const asked: number[] = [];
+    const hashes: string[] = [];
+    asks.forEach((ask, index) => {
+      const hash = lookupHash(ask.token);
+      if (hash === null) return;
+      asked.push(index);
+      hashes.push(hash.toString('hex'));
+    });
+    if (hashes.length === 0) return answers;
+    const rows = await this.database.query<SessionRow & PageRow & { i: string | number }>(
+      'referrals_pages_of_tokens',
+      REFERRALS_PAGES_OF_TOKENS_SQL,
+      [
+        hashes,
+        this.clock.now(),
+        asked.map((index) => asks[index]?.afterSeq),
+        asked.map((index) => asks[index]?.limit),
+      ],
     );
-    return row ? { user: sessionOf(row).user, value: pageOf(row) } : null;
+    for (const row of rows) {
+      const index = asked[Number(row.i) - 1];
+      if (index !== undefined) answers[index] = { user: sessionOf(row).user, value: pageOf(row) };
+    }
+    return answers;
   }
 
   /**

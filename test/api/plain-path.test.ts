@@ -56,7 +56,7 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
       results: [{ phone_number: b.user.phone_number, activated_at: t.clock.now().toISOString() }],
       next_cursor: null,
     });
-    expect(statements).toEqual(['profiles_of_tokens', 'referrals_page_of_token']);
+    expect(statements).toEqual(['profiles_of_tokens', 'referrals_pages_of_tokens']);
   });
 
   it('reads the profiles asked for together in one statement, each token checked on its own', async () => {
@@ -82,6 +82,41 @@ describe.each(backends)('reads on the plain path (%s)', (backend) => {
     ]);
     expect(answers[2]?.json().activated_invite_code).toBe(a.user.invite_code);
     expect(statements).toEqual(['profiles_of_tokens']);
+  });
+
+  it('reads the pages asked for together in one statement, each at its own token and cursor', async () => {
+    t = await createTestApp({ backend, env: { CACHE_SIZE: '0' } });
+    const a = await signIn(t);
+    const b = await signIn(t);
+    const c = await signIn(t);
+    const revoked = await signIn(t);
+    await t.app.inject({ method: 'POST', url: '/api/auth/logout/', headers: auth(revoked.token) });
+    await activate(b.token, a.user.invite_code);
+    await activate(c.token, a.user.invite_code);
+    const first = (await get('/api/profile/referrals/?limit=1', a.token)).json();
+    expect(first.results.map((r: { phone_number: string }) => r.phone_number)).toEqual([
+      b.user.phone_number,
+    ]);
+    const statements = countStatements();
+    const asks: [string, string][] = [
+      ['/api/profile/referrals/?limit=1', a.token],
+      [`/api/profile/referrals/?limit=1&cursor=${first.next_cursor}`, a.token],
+      ['/api/profile/referrals/', revoked.token],
+      ['/api/profile/referrals/', 'not-a-token'],
+      ['/api/profile/referrals/?limit=5', b.token],
+      ['/api/profile/referrals/?limit=5', a.token],
+    ];
+    const answers = await Promise.all(asks.map(([url, token]) => get(url, token)));
+    expect(answers.map((res) => res.statusCode)).toEqual([200, 200, 401, 401, 200, 200]);
+    const phones = (index: number) =>
+      answers[index]?.json().results.map((r: { phone_number: string }) => r.phone_number);
+    expect(answers[0]?.json()).toMatchObject({ count: 2, next_cursor: first.next_cursor });
+    expect(phones(0)).toEqual([b.user.phone_number]);
+    expect(answers[1]?.json()).toMatchObject({ count: 2, next_cursor: null });
+    expect(phones(1)).toEqual([c.user.phone_number]);
+    expect(answers[4]?.json()).toEqual({ count: 0, results: [], next_cursor: null });
+    expect(phones(5)).toEqual([b.user.phone_number, c.user.phone_number]);
+    expect(statements).toEqual(['referrals_pages_of_tokens']);
   });
 
   it('a page of an expired, revoked or blocked token is a 401, as is a profile', async () => {
