@@ -251,25 +251,49 @@ export class ReferralService implements Referrals {
    * batched-referrals.ts): one answer per token, at its index.
    */
   async getProfilesOfTokens(tokens: readonly string[]): Promise<(OfToken<Profile> | null)[]> {
-    const answers: (OfToken<Profile> | null)[] = tokens.map(() => null);
-    const asked: number[] = [];
+    return this.readOfTokens(
+      tokens,
+      (token) => token,
+      'profiles_of_tokens',
+      PROFILES_OF_TOKENS_SQL,
+      () => [],
+      (row: SessionRow & ProfileRow) => profileOf(row),
+    );
+  }
+
+  /**
+   * Reads made with tokens, in one statement `name`: its parameters are the
+   * hex hashes of the well-formed tokens, the time, then `params` of those
+   * asks; each row names its ask by its position `i` (from 1). One answer per
+   * ask, at its index: null when the token is not live.
+   */
+  private async readOfTokens<Ask, Row extends SessionRow, T>(
+    asks: readonly Ask[],
+    tokenOf: (ask: Ask) => string,
+    name: string,
+    text: string,
+    params: (asked: Ask[]) => unknown[],
+    valueOf: (row: Row) => T,
+  ): Promise<(OfToken<T> | null)[]> {
+    const answers: (OfToken<T> | null)[] = asks.map(() => null);
+    const positions: number[] = [];
     const hashes: string[] = [];
-    tokens.forEach((token, index) => {
-      const hash = lookupHash(token);
+    asks.forEach((ask, index) => {
+      const hash = lookupHash(tokenOf(ask));
       if (hash === null) return;
-      asked.push(index);
+      positions.push(index);
       hashes.push(hash.toString('hex'));
     });
     if (hashes.length === 0) return answers;
-    const rows = await this.database.query<SessionRow & ProfileRow & { i: string | number }>(
-      'profiles_of_tokens',
-      PROFILES_OF_TOKENS_SQL,
-      [hashes, this.clock.now()],
-    );
+    const asked = positions.map((index) => asks[index] as Ask);
+    const rows = await this.database.query<Row & { i: string | number }>(name, text, [
+      hashes,
+      this.clock.now(),
+      ...params(asked),
+    ]);
     for (const row of rows) {
-      const index = asked[Number(row.i) - 1];
-      if (index !== undefined)
-        answers[index] = { user: sessionOf(row).user, value: profileOf(row) };
+      const index = positions[Number(row.i) - 1];
+      if (index !== undefined) answers[index] = { user: sessionOf(row).user, value: valueOf(row) };
     }
     return answers;
   }
@@ -306,31 +330,14 @@ export class ReferralService implements Referrals {
    * batched-referrals.ts): one answer per ask, at its index.
    */
   async listReferralsOfTokens(asks: readonly PageAsk[]): Promise<(OfToken<ReferralPage> | null)[]> {
-    const answers: (OfToken<ReferralPage> | null)[] = asks.map(() => null);
-    const asked: number[] = [];
-    const hashes: string[] = [];
-    asks.forEach((ask, index) => {
-      const hash = lookupHash(ask.token);
-      if (hash === null) return;
-      asked.push(index);
-      hashes.push(hash.toString('hex'));
-    });
-    if (hashes.length === 0) return answers;
-    const rows = await this.database.query<SessionRow & PageRow & { i: string | number }>(
+    return this.readOfTokens(
+      asks,
+      (ask) => ask.token,
       'referrals_pages_of_tokens',
       REFERRALS_PAGES_OF_TOKENS_SQL,
-      [
-        hashes,
-        this.clock.now(),
-        asked.map((index) => asks[index]?.afterSeq),
-        asked.map((index) => asks[index]?.limit),
-      ],
+      (asked) => [asked.map((ask) => ask.afterSeq), asked.map((ask) => ask.limit)],
+      (row: SessionRow & PageRow) => pageOf(row),
     );
-    for (const row of rows) {
-      const index = asked[Number(row.i) - 1];
-      if (index !== undefined) answers[index] = { user: sessionOf(row).user, value: pageOf(row) };
-    }
-    return answers;
   }
 
   /**
