@@ -80,6 +80,8 @@ export const users = pgTable(
     // The admin user list, newest or oldest first, and the sign-ups of the last 24 hours.
     index('users_created_at_idx').on(t.createdAt, t.id),
     // Search by the last digits of a number: a prefix of the reversed number.
+    // Also holds created_at, id and phone_number (INCLUDE, migration 0009): the
+    // matches are counted and ordered from it alone.
     index('users_phone_reversed_idx').using(
       'btree',
       sql`reverse(${t.phoneNumber}) text_pattern_ops`,

@@ -70,6 +70,36 @@ describe('upgrading a database that has data', () => {
   };
 
   for (const [backend, open] of Object.entries(openers)) {
+    it(`0009 (${backend}): the last-digits index holds join time, id and number, and the matches are read from it alone`, async () => {
+      const { run, migrate } = await open();
+      const before = migrationsBefore('0009_phone_search_covering');
+      cleanups.push(() => rmSync(before, { recursive: true, force: true }));
+      await migrate(before);
+      await run(`
+        insert into users (id, phone_number, invite_code, created_at) values
+          (1, '+79990001234', 'AAAAAA', '2026-01-01T00:00:00Z'),
+          (2, '+79990005678', 'BBBBBB', '2026-01-02T00:00:00Z');`);
+      await migrate(migrationsFolder);
+      const indexes = await run(`
+        select array_to_string(array(
+            select pg_get_indexdef(i.indexrelid, k, true)
+            from generate_series(i.indnkeyatts + 1, i.indnatts) k), ',') as included
+        from pg_index i join pg_class c on c.oid = i.indexrelid
+        where c.relname = 'users_phone_reversed_idx'`);
+      expect(indexes).toEqual([{ included: 'created_at,id,phone_number' }]);
+      await run('vacuum users');
+      const plan = await run(`
+        set enable_seqscan = off;
+        set enable_bitmapscan = off;
+        explain (analyze, costs off, timing off, summary off)
+          select created_at, id from users
+          where reverse(phone_number) ~>=~ '4321' and reverse(phone_number) ~<~ '4322'`);
+      const lines = plan.map((row) => String(row['QUERY PLAN'])).join('\n');
+      expect(lines).toContain('Index Only Scan using users_phone_reversed_idx');
+      expect(lines).toContain('Heap Fetches: 0');
+      expect(lines).toMatch(/actual rows=1(\.00)? loops=1/);
+    });
+
     it(`0008 (${backend}): referrals activated before it get their JSON, and a page is read from users_referrer_seq_key alone`, async () => {
       const { run, migrate } = await open();
       const before = migrationsBefore('0008_referral_pages');
