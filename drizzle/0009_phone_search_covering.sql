@@ -4,5 +4,11 @@
 -- match. INCLUDE, which Drizzle's index builder cannot say: src/db/schema.ts
 -- declares the index without. phone_number is there because an index-only
 -- scan needs the columns an expression is made of.
+--
+-- The new index is built beside the old one, which blocks writes to users
+-- (sign-ups, activations) but not reads, and only then does the old one go:
+-- dropping it takes a lock that stops reads too, held to the end of the
+-- migration's transaction, so it comes last.
+CREATE INDEX "users_phone_reversed_covering_idx" ON "users" USING btree (reverse("phone_number") text_pattern_ops) INCLUDE ("created_at", "id", "phone_number");--> statement-breakpoint
 DROP INDEX "users_phone_reversed_idx";--> statement-breakpoint
-CREATE INDEX "users_phone_reversed_idx" ON "users" USING btree (reverse("phone_number") text_pattern_ops) INCLUDE ("created_at", "id", "phone_number");
+ALTER INDEX "users_phone_reversed_covering_idx" RENAME TO "users_phone_reversed_idx";

@@ -1,6 +1,7 @@
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import type { Logger } from 'pino';
 import { openPgliteDataDir, openPgliteInMemory } from './pglite.js';
+import type { Replanning } from './plan-once.js';
 import { openPostgres } from './postgres.js';
 import type * as schema from './schema.js';
 
@@ -12,7 +13,7 @@ export interface Database {
   /**
    * Runs one hot-path statement by name. It is prepared and planned once per
    * PostgreSQL connection or PGlite engine (PLAN_ONCE), and again a minute
-   * later (REPLAN_AFTER_MS), so repeated requests skip parsing and planning:
+   * later (REPLANNING), so repeated requests skip parsing and planning:
    * write it so that its one plan suits every value of its parameters.
    */
   query<Row = Record<string, unknown>>(
@@ -36,15 +37,15 @@ export type DatabaseOptions = {
   dataDir: string;
   poolSize: number;
   logger: Logger;
-  /** How long a statement's plan is kept (REPLAN_AFTER_MS; shorter in tests). */
-  replanAfterMs?: number;
+  /** When a statement is planned anew (REPLANNING; sooner in tests). */
+  replanning?: Replanning;
 };
 
 /** PostgreSQL for a postgres:// URL (src/db/postgres.ts), else PGlite (src/db/pglite.ts). */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url?.startsWith('postgres')) return await openPostgres(options.url, options);
   if (options.url === undefined) {
-    return await openPgliteDataDir(options.dataDir, options.replanAfterMs);
+    return await openPgliteDataDir(options.dataDir, options.replanning);
   }
-  return await openPgliteInMemory(options.replanAfterMs);
+  return await openPgliteInMemory(options.replanning);
 }

@@ -7,7 +7,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { Database, Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { countAppliedMigrations, migrationsFolder } from './migrations.js';
-import { PLAN_ONCE, REPLAN_AFTER_MS } from './plan-once.js';
+import { PLAN_ONCE, REPLANNING, type Replanning } from './plan-once.js';
 import * as schema from './schema.js';
 
 /*
@@ -71,13 +71,13 @@ export const pgliteStartParams = [
 ];
 
 /** PGlite in memory (`memory://`), from the seed when there is one. */
-export async function openPgliteInMemory(replanAfterMs?: number): Promise<Database> {
+export async function openPgliteInMemory(replanning?: Replanning): Promise<Database> {
   const seed = loadPgliteSeed();
   const client = await PGlite.create({
     startParams: pgliteStartParams,
     ...(seed ? { loadDataDir: seed } : {}),
   });
-  return wrapPglite(client, true, replanAfterMs);
+  return wrapPglite(client, true, replanning);
 }
 
 /**
@@ -88,7 +88,7 @@ export async function openPgliteInMemory(replanAfterMs?: number): Promise<Databa
  */
 export async function openPgliteDataDir(
   dataDir: string,
-  replanAfterMs?: number,
+  replanning?: Replanning,
 ): Promise<Database> {
   mkdirSync(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
@@ -101,7 +101,7 @@ export async function openPgliteDataDir(
     await lock.release();
     throw error;
   }
-  const database = wrapPglite(client, true, replanAfterMs);
+  const database = wrapPglite(client, true, replanning);
   return {
     ...database,
     close: async () => {
@@ -118,7 +118,7 @@ export async function openPgliteDataDir(
 type PreparedStatement = {
   text: string;
   serializers: (Serializer | undefined)[];
-  /** When it is to be prepared (and so planned) anew: REPLAN_AFTER_MS. */
+  /** When it is to be prepared (and so planned) anew: REPLANNING. */
   replanAtMs: number;
 };
 
@@ -138,7 +138,7 @@ function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
 
 /**
  * Runs a named statement on PGlite, prepared once per engine (and anew after
- * REPLAN_AFTER_MS), as on PostgreSQL. PGlite's `query` parses and plans every statement and makes six
+ * REPLANNING), as on PostgreSQL. PGlite's `query` parses and plans every statement and makes six
  * calls into its WebAssembly for it; this binds and executes in one call:
  * 204-220 µs against 479-536 µs for a one-row lookup (bench/README.md). It
  * takes the same two locks as `query`, so it never runs inside another
@@ -149,7 +149,7 @@ function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
 function queryPrepared<Row>(
   client: PGlite,
   statements: Map<string, PreparedStatement>,
-  replanAfterMs: number,
+  replanning: Replanning,
   name: string,
   text: string,
   params: unknown[],
@@ -160,7 +160,7 @@ function queryPrepared<Row>(
       if (statement !== undefined && statement.text !== text) {
         throw new Error(`statement ${name} is already prepared with another text`);
       }
-      const nowMs = Date.now();
+      const nowMs = replanning.nowMs();
       if (statement === undefined || nowMs >= statement.replanAtMs) {
         const { messages } = await client.execProtocol(
           Buffer.concat([
@@ -174,7 +174,7 @@ function queryPrepared<Row>(
         statement = {
           text,
           serializers: types.map((type) => client.serializers[type]),
-          replanAtMs: nowMs + replanAfterMs,
+          replanAtMs: nowMs + replanning.afterMs,
         };
         statements.set(name, statement);
       }
@@ -202,7 +202,7 @@ function queryPrepared<Row>(
 export function wrapPglite(
   client: PGlite,
   ownsClient = true,
-  replanAfterMs = REPLAN_AFTER_MS,
+  replanning: Replanning = REPLANNING,
 ): Database {
   const db = drizzlePglite({ client, schema }) as unknown as Db;
   const statements = preparedStatementsOf(client);
@@ -210,7 +210,7 @@ export function wrapPglite(
     db,
     kind: 'pglite',
     query: <Row>(name: string, text: string, params: unknown[]) =>
-      queryPrepared<Row>(client, statements, replanAfterMs, name, text, params),
+      queryPrepared<Row>(client, statements, replanning, name, text, params),
     // One process owns a PGlite engine (and its DATA_DIR, by the lock), so
     // no migration lock is needed here.
     migrate: async () => {

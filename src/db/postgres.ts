@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { isConnectionLost } from '../lib/pg-errors.js';
 import type { Database, Db } from './client.js';
 import { countAppliedMigrations, migrationsFolder } from './migrations.js';
-import { PLAN_ONCE, REPLAN_AFTER_MS } from './plan-once.js';
+import { PLAN_ONCE, REPLANNING, type Replanning } from './plan-once.js';
 import * as schema from './schema.js';
 
 // Any fixed 64-bit number works; every instance must use the same one.
@@ -57,7 +57,7 @@ function leaseOf(client: PoolClient): PoolClient {
 
 export async function openPostgres(
   url: string,
-  options: { poolSize: number; logger: Logger; replanAfterMs?: number | undefined },
+  options: { poolSize: number; logger: Logger; replanning?: Replanning | undefined },
 ): Promise<Database> {
   // Loaded only for PostgreSQL: the embedded service starts without them.
   const [{ default: pg }, { drizzle: drizzlePg }, { migrate: migratePg }] = await Promise.all([
@@ -98,7 +98,7 @@ export async function openPostgres(
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     options: `-c ${PLAN_ONCE.name}=${PLAN_ONCE.value}`,
     // A connection ends when given back after this long, and its statements are planned anew.
-    maxLifetimeSeconds: Math.max(1, Math.round((options.replanAfterMs ?? REPLAN_AFTER_MS) / 1000)),
+    maxLifetimeSeconds: Math.max(1, Math.round((options.replanning ?? REPLANNING).afterMs / 1000)),
     idleTimeoutMillis: 30_000,
     // Idle connections are probed by TCP, so one whose peer is gone is noticed.
     keepAlive: true,

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.js';
 import { migrationsFolder } from '../../src/db/migrations.js';
 import { pgliteStartParams, wrapPglite } from '../../src/db/pglite.js';
+import type { Replanning } from '../../src/db/plan-once.js';
 import { rowsOf, textArray } from '../../src/db/sql-helpers.js';
 import { type Backend, backends, createEmptyTestDatabase, createTestDatabase } from '../helper.js';
 
@@ -27,14 +28,14 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   /** A migrated database; `poolSize` bounds PostgreSQL's connections (PGlite has one session). */
-  async function open(poolSize = 4, replanAfterMs?: number): Promise<Database> {
+  async function open(poolSize = 4, replanning?: Replanning): Promise<Database> {
     if (backend === 'embedded') {
       const database = await openDatabase({
         url: 'memory://',
         dataDir: '',
         poolSize,
         logger,
-        replanAfterMs,
+        replanning,
       });
       cleanups.push(() => database.close().catch(() => {}));
       await database.migrate();
@@ -46,7 +47,7 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
       dataDir: '',
       poolSize,
       logger,
-      replanAfterMs,
+      replanning,
     });
     cleanups.push(async () => {
       await database.close().catch(() => {});
@@ -138,22 +139,32 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
     expect(plans).toEqual({ generic: 8, custom: 0 });
   });
 
-  it('plans a named statement anew once its plan is older than the table it read (REPLAN_AFTER_MS)', async () => {
-    const database = await open(1, 1000);
+  it('plans a named statement anew once its plan is as old as REPLANNING says', async () => {
+    let nowMs = 0;
+    // 20 s, under the pool's 30 s for an idle connection, which ends it too.
+    const database = await open(1, { afterMs: 20_000, nowMs: () => nowMs });
+    // PostgreSQL's pool ends a connection when its lifetime's timer fires;
+    // PGlite reads nowMs. The statement reads its own preparation's time.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    cleanups.push(async () => vi.useRealTimers());
     const preparedAt = async () => {
-      await database.query('replanned', 'select count(*)::int as n from users', []);
-      const [row] = await database.query<{ at: Date }>(
-        'replanned_at',
-        "select prepare_time as at from pg_prepared_statements where name = 'replanned'",
+      const [row] = await database.query<{ at: string }>(
+        'replanned',
+        "select prepare_time::text as at from pg_prepared_statements where name = 'replanned'",
         [],
       );
-      return row?.at.getTime();
+      return row?.at;
     };
     const first = await preparedAt();
+    expect(first).toBeDefined();
+    nowMs += 19_000;
+    vi.advanceTimersByTime(19_000);
     expect(await preparedAt()).toBe(first);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    nowMs += 1_000;
+    vi.advanceTimersByTime(1_000);
     const again = await preparedAt();
-    expect(again).toBeGreaterThan(first ?? Number.POSITIVE_INFINITY);
+    expect(again).toBeDefined();
+    expect(again).not.toBe(first);
     expect(await preparedAt()).toBe(again);
   });
 
