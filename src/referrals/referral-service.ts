@@ -273,7 +273,7 @@ export class ReferralService implements Referrals {
     name: string,
     text: string,
     params: (asked: Ask[]) => unknown[],
-    valueOf: (row: Row) => T,
+    answerOf: (row: Row) => T,
   ): Promise<(OfToken<T> | null)[]> {
     const answers: (OfToken<T> | null)[] = asks.map(() => null);
     const positions: number[] = [];
@@ -293,7 +293,7 @@ export class ReferralService implements Referrals {
     ]);
     for (const row of rows) {
       const index = positions[Number(row.i) - 1];
-      if (index !== undefined) answers[index] = { user: sessionOf(row).user, value: valueOf(row) };
+      if (index !== undefined) answers[index] = { user: sessionOf(row).user, value: answerOf(row) };
     }
     return answers;
   }
