@@ -138,8 +138,8 @@ function preparedStatementsOf(client: PGlite): Map<string, PreparedStatement> {
 
 /**
  * Runs a named statement on PGlite, prepared once per engine (and anew after
- * REPLANNING), as on PostgreSQL. PGlite's `query` parses and plans every statement and makes six
- * calls into its WebAssembly for it; this binds and executes in one call:
+ * REPLANNING), as on PostgreSQL. PGlite's `query` parses and plans every
+ * statement and makes six calls into its WebAssembly for it; this binds and executes in one call:
  * 204-220 µs against 479-536 µs for a one-row lookup (bench/README.md). It
  * takes the same two locks as `query`, so it never runs inside another
  * caller's transaction, and reads the answer with PGlite's own parsers.
@@ -160,7 +160,7 @@ function queryPrepared<Row>(
       if (statement !== undefined && statement.text !== text) {
         throw new Error(`statement ${name} is already prepared with another text`);
       }
-      const nowMs = replanning.nowMs();
+      const nowMs = replanning.clock.now().getTime();
       if (statement === undefined || nowMs >= statement.replanAtMs) {
         const { messages } = await client.execProtocol(
           Buffer.concat([

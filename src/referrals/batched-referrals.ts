@@ -14,10 +14,11 @@ import type {
  * Uncached reads in batches (SIGN_IN_BATCHING, with CACHE_SIZE=0): the
  * profiles asked for in one turn of the event loop are read by one statement
  * (ReferralService.getProfilesOfTokens), and so are the referral pages
- * (listReferralsOfTokens), each token still checked by `live_token_user` in it. Every answer is read from the database after
- * its request arrived, so it is as fresh as the plain read; only the
- * per-statement costs (a round trip, a backend's or PGlite's wake-up) are
- * shared. Everything else goes to the plain service as it is.
+ * (listReferralsOfTokens), each token still checked by `live_token_user` in
+ * it. Every answer is read from the database after its request arrived, so
+ * it is as fresh as the plain read; only the per-statement costs (a round
+ * trip, a backend's or PGlite's wake-up) are shared. Everything else goes to
+ * the plain service as it is.
  */
 export class BatchedReferrals implements Referrals {
   private readonly profiles: TurnBatch<string, OfToken<Profile> | null>;

@@ -142,9 +142,9 @@ describe.each(backends)('the Database contract (%s)', (backend: Backend) => {
   it('plans a named statement anew once its plan is as old as REPLANNING says', async () => {
     let nowMs = 0;
     // 20 s, under the pool's 30 s for an idle connection, which ends it too.
-    const database = await open(1, { afterMs: 20_000, nowMs: () => nowMs });
+    const database = await open(1, { afterMs: 20_000, clock: { now: () => new Date(nowMs) } });
     // PostgreSQL's pool ends a connection when its lifetime's timer fires;
-    // PGlite reads nowMs. The statement reads its own preparation's time.
+    // PGlite reads the clock. The statement reads its own preparation's time.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     cleanups.push(async () => vi.useRealTimers());
     const preparedAt = async () => {

@@ -69,12 +69,18 @@ describe('upgrading a database that has data', () => {
     }),
   };
 
+  /** A database migrated up to migration `tag`, not including it. */
+  async function openBefore(open: () => Promise<{ run: Run; migrate: Migrate }>, tag: string) {
+    const opened = await open();
+    const before = migrationsBefore(tag);
+    cleanups.push(() => rmSync(before, { recursive: true, force: true }));
+    await opened.migrate(before);
+    return opened;
+  }
+
   for (const [backend, open] of Object.entries(openers)) {
     it(`0009 (${backend}): the last-digits index holds join time, id and number, and the matches are read from it alone`, async () => {
-      const { run, migrate } = await open();
-      const before = migrationsBefore('0009_phone_search_covering');
-      cleanups.push(() => rmSync(before, { recursive: true, force: true }));
-      await migrate(before);
+      const { run, migrate } = await openBefore(open, '0009_phone_search_covering');
       await run(`
         insert into users (id, phone_number, invite_code, created_at) values
           (1, '+79990001234', 'AAAAAA', '2026-01-01T00:00:00Z'),
@@ -101,10 +107,7 @@ describe('upgrading a database that has data', () => {
     });
 
     it(`0008 (${backend}): referrals activated before it get their JSON, and a page is read from users_referrer_seq_key alone`, async () => {
-      const { run, migrate } = await open();
-      const before = migrationsBefore('0008_referral_pages');
-      cleanups.push(() => rmSync(before, { recursive: true, force: true }));
-      await migrate(before);
+      const { run, migrate } = await openBefore(open, '0008_referral_pages');
       await run(`
         insert into users (id, phone_number, invite_code, created_at) values
           (1, '+79990000001', 'AAAAAA', '2026-01-01T00:00:00Z');
