@@ -19,5 +19,10 @@ ALTER TABLE "users" ADD COLUMN "as_referral" text GENERATED ALWAYS AS (referral_
 CREATE UNIQUE INDEX "users_referrer_seq_key" ON "users" USING btree ("referrer_id","referral_seq") INCLUDE ("as_referral");--> statement-breakpoint
 -- The rewritten table's statistics for the planner. VACUUM, which lets a
 -- page be read from the index alone, cannot run in a migration's transaction:
--- docs/operations.md says to run it after upgrading.
-ANALYZE "users";
+-- docs/operations.md says to run it after upgrading. An empty table (a fresh
+-- install) is left unanalyzed: analyzed, the planner would take it for empty
+-- until analyzed again, and plan whole scans of it; never analyzed, it
+-- assumes a few pages of rows, and plans index lookups.
+DO $$ BEGIN
+  IF EXISTS (SELECT FROM "users") THEN ANALYZE "users"; END IF;
+END $$;

@@ -81,14 +81,17 @@ export function decodeAuditCursor(cursor: string): number | null {
  * each request-code writes one, and one statement each made embedded sign-ins
  * 3x slower (567 against 1,724 sign-ins/s without the entry, `npm run bench --
  * --only signin --quick --backends embedded`, 2026-12-02). Each entry keeps
- * its own time and is looked up by number as `record` does.
+ * its own time and its user is looked up by number as `record` does (a
+ * lateral lookup, src/db/plan-once.ts).
  */
 const CODE_SENT_SQL = `
   insert into audit_log (at, type, actor, user_id, ip, details)
   select i.at, 'code_sent', 'anonymous', u.id, i.ip, i.details::jsonb
   from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
     as i(phone_number, ip, details, at)
-  left join users u on u.phone_number = i.phone_number`;
+  left join lateral (
+    select id from users u where u.phone_number = i.phone_number limit 1
+  ) u on true`;
 
 type PendingCodeSent = { phoneNumber: string; ip: string; details: string; at: Date };
 

@@ -52,6 +52,17 @@ export function lookupHash(token: string): Buffer | null {
  * that reads (ReferralService: the profile, a referrals page). PostgreSQL
  * inlines it: it costs what the join written out would.
  */
+/**
+ * `live_token_user(hash, now)` as a subquery of one row, to join laterally
+ * from many token hashes: its LIMIT keeps it one index lookup per hash. The
+ * function joined as it is may be planned as a scan of all of api_tokens
+ * hashed against the hashes, which a plan made on a small table chooses and
+ * then keeps (PLAN_ONCE, src/db/plan-once.ts).
+ */
+export function liveTokenUser(hash: string, now: string): string {
+  return `(select * from live_token_user(${hash}, ${now}) limit 1)`;
+}
+
 export const SESSION_COLUMNS = `s.id as session_user_id, s.phone_number as session_phone_number,
   s.is_staff as session_is_staff,
   (extract(epoch from s.expires_at) * 1000)::float8 as session_expires_at_ms`;

@@ -14,7 +14,8 @@ export interface Database {
    * Runs one hot-path statement by name. It is prepared and planned once per
    * PostgreSQL connection or PGlite engine (PLAN_ONCE), and again a minute
    * later (REPLANNING), so repeated requests skip parsing and planning:
-   * write it so that its one plan suits every value of its parameters.
+   * write it so that its one plan suits every value of its parameters and
+   * every size of its tables (src/db/plan-once.ts).
    */
   query<Row = Record<string, unknown>>(
     name: string,

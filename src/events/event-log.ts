@@ -38,16 +38,17 @@ export class EventLog {
   async list(afterId: number, limit: number): Promise<EventPage> {
     const rows = await this.database.query<Row>(
       'event_log',
-      `select e.id, e.type, ${isoTimeSql('e.created_at')} as timestamp, e.data,
-         coalesce(jsonb_agg(jsonb_build_object(
+      `select e.id, e.type, ${isoTimeSql('e.created_at')} as timestamp, e.data, d.deliveries
+       from (select * from events where id > $1 order by id limit $2) e
+       cross join lateral (
+         select coalesce(jsonb_agg(jsonb_build_object(
            'url', d.url, 'state', d.state, 'attempts', d.attempts, 'last_error', d.last_error,
            'last_attempt_at', ${isoTimeSql('d.last_attempt_at')},
            'next_attempt_at', case when d.state = 'pending' then ${isoTimeSql('d.next_attempt_at')} end,
            'delivered_at', ${isoTimeSql('d.delivered_at')})
-           order by d.id) filter (where d.id is not null), '[]'::jsonb) as deliveries
-       from (select * from events where id > $1 order by id limit $2) e
-       left join webhook_deliveries d on d.event_id = e.id
-       group by e.id, e.type, e.created_at, e.data
+           order by d.id), '[]'::jsonb) as deliveries
+         from webhook_deliveries d where d.event_id = e.id
+       ) d
        order by e.id`,
       [afterId, limit + 1],
     );
