@@ -89,7 +89,8 @@ const SIGN_IN_SQL = `
     union all
     select u.id, u.phone_number, u.invite_code, u.referrer_id, u.is_blocked, false
     from input i cross join lateral (
-      select * from users u where u.phone_number = i.phone_number limit 1
+      select id, phone_number, invite_code, referrer_id, is_blocked
+      from users where phone_number = i.phone_number limit 1
     ) u
     where not exists (select 1 from created c where c.phone_number = i.phone_number)
   ), issued as (
@@ -116,7 +117,7 @@ const SIGN_IN_SQL = `
   select f.id, f.phone_number, f.invite_code, r.invite_code as activated_invite_code,
     f.is_blocked, f.is_new
   from found f left join lateral (
-    select invite_code from users r where r.id = f.referrer_id limit 1
+    select invite_code from users where id = f.referrer_id limit 1
   ) r on true`;
 
 /**
