@@ -90,7 +90,7 @@ const CODE_SENT_SQL = `
   from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
     as i(phone_number, ip, details, at)
   left join lateral (
-    select id from users where phone_number = i.phone_number limit 1
+    select x.id from users x where x.phone_number = i.phone_number limit 1
   ) u on true`;
 
 type PendingCodeSent = { phoneNumber: string; ip: string; details: string; at: Date };

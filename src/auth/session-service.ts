@@ -45,24 +45,24 @@ export function lookupHash(token: string): Buffer | null {
 }
 
 /**
+ * `live_token_user(hash, now)` as a subquery of one row, to join laterally
+ * from many token hashes. PostgreSQL inlines the function into the calling
+ * statement; joined as it is, a plan made on a small table may hash all of
+ * api_tokens against the hashes and keep doing so as the table grows
+ * (PLAN_ONCE, src/db/plan-once.ts). The LIMIT keeps it a subquery of its own:
+ * a lookup by the token's hash for each.
+ */
+export function liveTokenUserSubquery(hash: string, now: string): string {
+  return `(select * from live_token_user(${hash}, ${now}) limit 1)`;
+}
+
+/**
  * The columns of a token check, read from `live_token_user(hash, now) s`: that
  * SQL function (drizzle/0005_live_token_user.sql) is the token rule of SPEC
  * section 4 (unexpired, not revoked, user not blocked), in one place, for this
  * service's own check and for the reads that check the token in the statement
- * that reads (ReferralService: the profile, a referrals page). PostgreSQL
- * inlines it: it costs what the join written out would.
+ * that reads (ReferralService: the profile, a referrals page).
  */
-/**
- * `live_token_user(hash, now)` as a subquery of one row, to join laterally
- * from many token hashes: its LIMIT keeps it one index lookup per hash. The
- * function joined as it is may be planned as a scan of all of api_tokens
- * hashed against the hashes, which a plan made on a small table chooses and
- * then keeps (PLAN_ONCE, src/db/plan-once.ts).
- */
-export function liveTokenUser(hash: string, now: string): string {
-  return `(select * from live_token_user(${hash}, ${now}) limit 1)`;
-}
-
 export const SESSION_COLUMNS = `s.id as session_user_id, s.phone_number as session_phone_number,
   s.is_staff as session_is_staff,
   (extract(epoch from s.expires_at) * 1000)::float8 as session_expires_at_ms`;

@@ -72,8 +72,8 @@ const MAX_TRIES = 20;
 // a token as a sign-in; the CLI making an admin, or a withheld code used after
 // unblocking, stores no token and writes nothing. Each user created gets its
 // `user.created` event (and deliveries to $8, WEBHOOK_URLS) in the statement.
-// Users are looked up by lateral subqueries with LIMIT 1: index lookups in
-// any plan, even one made on an empty table (src/db/plan-once.ts).
+// Users are looked up by lateral subqueries with LIMIT 1, which no plan turns
+// into a hash join over all users (src/db/plan-once.ts).
 const SIGN_IN_SQL = `
   with input as (
     select * from unnest($1::text[], $2::text[], $4::text[], $5::timestamptz[], $6::text[],
@@ -89,8 +89,8 @@ const SIGN_IN_SQL = `
     union all
     select u.id, u.phone_number, u.invite_code, u.referrer_id, u.is_blocked, false
     from input i cross join lateral (
-      select id, phone_number, invite_code, referrer_id, is_blocked
-      from users where phone_number = i.phone_number limit 1
+      select x.id, x.phone_number, x.invite_code, x.referrer_id, x.is_blocked
+      from users x where x.phone_number = i.phone_number limit 1
     ) u
     where not exists (select 1 from created c where c.phone_number = i.phone_number)
   ), issued as (
@@ -117,7 +117,7 @@ const SIGN_IN_SQL = `
   select f.id, f.phone_number, f.invite_code, r.invite_code as activated_invite_code,
     f.is_blocked, f.is_new
   from found f left join lateral (
-    select invite_code from users where id = f.referrer_id limit 1
+    select x.invite_code from users x where x.id = f.referrer_id limit 1
   ) r on true`;
 
 /**

@@ -20,15 +20,17 @@ export const PLAN_ONCE = { name: 'plan_cache_mode', value: 'force_generic_plan' 
 /**
  * How long a plan is kept. A plan follows the tables as they were when it
  * was made: made on a small table it may scan the table, which is right while
- * the table is small and slow once it has grown. Statements are written so
- * that even a plan made on empty tables looks rows up by an index (a lookup
- * per row of an array is a lateral subquery with LIMIT 1, which the planner
- * cannot turn into a hash join over the whole table), and
- * test/db/generic-plans.test.ts plans each one so. Still, each statement is
- * planned again a minute later: a PostgreSQL connection lives a minute (its
- * successor prepares the statements anew), and PGlite prepares a statement
- * anew a minute after it was prepared, by `clock`. PostgreSQL also plans anew
- * after its autovacuum has analyzed a table; PGlite has no autovacuum.
+ * the table is small and slow once it has grown. A lookup per row of an
+ * array is written as a lateral subquery with LIMIT 1, which the planner
+ * cannot turn into a hash join over the whole table; on a fresh install,
+ * whose tables were never analyzed, the planner assumes a few pages of rows
+ * and looks them up by index (test/db/generic-plans.test.ts plans every
+ * statement so). A table analyzed while small may still be scanned, each
+ * scan small, until the statement is planned again a minute later: a
+ * PostgreSQL connection lives a minute (its successor prepares the
+ * statements anew), and PGlite prepares a statement anew a minute after it
+ * was prepared, by `clock`. PostgreSQL also plans anew after its autovacuum
+ * has analyzed a table; PGlite has no autovacuum.
  */
 export type Replanning = { afterMs: number; clock: Clock };
 

@@ -38,7 +38,7 @@ export class EventLog {
   async list(afterId: number, limit: number): Promise<EventPage> {
     const rows = await this.database.query<Row>(
       'event_log',
-      `select e.id, e.type, ${isoTimeSql('e.created_at')} as timestamp, e.data, d.deliveries
+      `select e.id, e.type, ${isoTimeSql('e.created_at')} as timestamp, e.data, delivered.deliveries
        from (select * from events where id > $1 order by id limit $2) e
        cross join lateral (
          select coalesce(jsonb_agg(jsonb_build_object(
@@ -48,7 +48,7 @@ export class EventLog {
            'delivered_at', ${isoTimeSql('d.delivered_at')})
            order by d.id), '[]'::jsonb) as deliveries
          from webhook_deliveries d where d.event_id = e.id
-       ) d
+       ) delivered
        order by e.id`,
       [afterId, limit + 1],
     );
