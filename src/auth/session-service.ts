@@ -45,23 +45,12 @@ export function lookupHash(token: string): Buffer | null {
 }
 
 /**
- * `live_token_user(hash, now)` as a subquery of one row, to join laterally
- * from many token hashes. PostgreSQL inlines the function into the calling
- * statement; joined as it is, a plan made on a small table may hash all of
- * api_tokens against the hashes and keep doing so as the table grows
- * (PLAN_ONCE, src/db/plan-once.ts). The LIMIT keeps it a subquery of its own:
- * a lookup by the token's hash for each.
- */
-export function liveTokenUserSubquery(hash: string, now: string): string {
-  return `(select * from live_token_user(${hash}, ${now}) limit 1)`;
-}
-
-/**
  * The columns of a token check, read from `live_token_user(hash, now) s`: that
  * SQL function (drizzle/0005_live_token_user.sql) is the token rule of SPEC
  * section 4 (unexpired, not revoked, user not blocked), in one place, for this
  * service's own check and for the reads that check the token in the statement
- * that reads (ReferralService: the profile, a referrals page).
+ * that reads (ReferralService: the profile, a referrals page). It is one
+ * index lookup per token however it is joined (drizzle/0010).
  */
 export const SESSION_COLUMNS = `s.id as session_user_id, s.phone_number as session_phone_number,
   s.is_staff as session_is_staff,

@@ -2,7 +2,6 @@ import { sql } from 'drizzle-orm';
 import type { AccountChanges, Announce } from '../accounts/account-changes.js';
 import {
   type AuthenticatedUser,
-  liveTokenUserSubquery,
   lookupHash,
   SESSION_COLUMNS,
   type SessionRow,
@@ -206,7 +205,7 @@ const PROFILE_SQL = `
 const PROFILES_OF_TOKENS_SQL = `
   select t.i, ${SESSION_COLUMNS}, ${PROFILE_COLUMNS}
   from unnest($1::text[]) with ordinality as t(token_hash, i)
-  cross join lateral ${liveTokenUserSubquery("decode(t.token_hash, 'hex')", '$2')} s
+  cross join lateral live_token_user(decode(t.token_hash, 'hex'), $2) s
   join users u on u.id = s.id left join users r on r.id = u.referrer_id`;
 
 /** One page of referrals: of user $1, after position $2, $3 of them. */
@@ -222,7 +221,7 @@ const REFERRALS_PAGES_OF_TOKENS_SQL = `
   select t.i, ${SESSION_COLUMNS}, pg.*
   from unnest($1::text[], $3::int[], $4::int[]) with ordinality
     as t(token_hash, after_seq, page_limit, i)
-  cross join lateral ${liveTokenUserSubquery("decode(t.token_hash, 'hex')", '$2')} s
+  cross join lateral live_token_user(decode(t.token_hash, 'hex'), $2) s
   cross join lateral ${pageSubquery('s.id', 't.after_seq', 't.page_limit')}`;
 
 /** A page asked for with a token: after position `afterSeq`, `limit` referrals. */
